@@ -1,0 +1,42 @@
+"""What ``rebook check`` verifies beyond the config's own validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from campaigns.config import Settings
+from campaigns.segments import count_members
+from campaigns.tables import client_tags, visits
+
+
+@dataclass
+class SegmentCheck:
+    name: str
+    members: int
+    campaigns: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_segments(connection: Connection, settings: Settings, now: datetime) -> list[SegmentCheck]:
+    """Run every segment's query, and flag services and tags that no data has (likely typos)."""
+    services = set(connection.execute(select(visits.c.service).distinct()).scalars())
+    tags = set(connection.execute(select(client_tags.c.tag).distinct()).scalars())
+    results = []
+    for name, segment in settings.segments.items():
+        result = SegmentCheck(
+            name,
+            count_members(connection, segment, now),
+            [key for key, campaign in settings.campaigns.items() if campaign.segment == name],
+        )
+        if services:
+            for service in sorted(set(segment.services or ()) - services):
+                result.warnings.append(f"service {service!r} appears in no imported visit")
+        if tags:
+            for tag in sorted(set((segment.tags_any or []) + (segment.tags_none or [])) - tags):
+                result.warnings.append(f"tag {tag!r} is on no imported client")
+        results.append(result)
+    return results

@@ -1,0 +1,100 @@
+"""Opening the database: engine settings per backend, and schema upgrades on start.
+
+SQLite runs in WAL mode with foreign keys on and a busy timeout. pysqlite
+defers ``BEGIN`` (and so the write lock) to the first write, which lets two
+writers deadlock on upgrade; we emit ``BEGIN`` ourselves, ``BEGIN IMMEDIATE``
+when a connection asks for it with ``execution_options(sqlite_immediate=True)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from campaigns.config import Database
+from campaigns.errors import ConfigError
+
+# The newest migration under campaigns/migrations/versions. When the database
+# already carries it, start-up does no migration work and never imports Alembic.
+# tests/test_database.py checks this against Alembic's own head.
+SCHEMA_REVISION = "0001"
+MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another to finish
+_PG_MIGRATION_LOCK = 0x7265626F6F6B  # "rebook": one upgrade at a time among workers
+
+
+def open_database(config: Database, *, upgrade: bool = True) -> Engine:
+    """An engine on the configured database, its schema brought up to date."""
+    engine = create_engine(config.url, **_engine_options(config))
+    if config.is_sqlite:
+        _make_sqlite_behave(engine)
+    try:
+        if upgrade:
+            upgrade_schema(engine)
+        else:
+            with engine.connect():
+                pass
+    except SQLAlchemyError as error:
+        engine.dispose()
+        raise ConfigError(
+            f"database.url: cannot open {engine.url!r}: {error.orig or error}"
+        ) from None
+    return engine
+
+
+def _engine_options(config: Database) -> dict:
+    if config.is_sqlite:
+        return {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}}
+    return {"pool_pre_ping": True}
+
+
+def _make_sqlite_behave(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get("sqlite_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def current_revision(connection: Connection) -> str | None:
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Apply pending migrations; a no-op costing one query when the schema is current."""
+    with engine.connect() as connection:
+        if current_revision(connection) == SCHEMA_REVISION:
+            return
+    from alembic import command
+    from alembic.config import Config
+    from alembic.util.exc import CommandError
+
+    with engine.connect() as connection:
+        connection = connection.execution_options(sqlite_immediate=True)
+        with connection.begin():
+            if engine.dialect.name == "postgresql":
+                connection.execute(text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = connection
+            try:
+                command.upgrade(config, "head")
+            except CommandError as error:
+                raise ConfigError(
+                    f"database.url: the database's schema is not one this rebook knows "
+                    f"({error}); is a newer rebook using it?"
+                ) from None

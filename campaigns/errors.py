@@ -1,0 +1,60 @@
+"""rebook's exceptions.
+
+    RebookError
+    ├── UserError            a mistake the clinic owner can fix; the CLI prints it, exit 2
+    │   ├── ConfigError      config.toml or REBOOK_ environment variables
+    │   ├── CsvError         an import file (carries every bad line)
+    │   └── TemplateError    a template or article (file, line, name)
+    └── (later) delivery failures that are not the user's fault, exit 1
+
+The CLI catches ``UserError`` once, at its edge, and prints ``str(error)``
+without a traceback; everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class RebookError(Exception):
+    """Base of every error rebook raises on purpose."""
+
+
+class UserError(RebookError):
+    """Bad input: the message names the file, the key or line, and what was expected."""
+
+
+class ConfigError(UserError):
+    """The configuration cannot be used as written."""
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """One rejected line of an import file."""
+
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+class CsvError(UserError):
+    """An import file has rows that cannot be imported; nothing was written."""
+
+    def __init__(self, path: object, problems: list[BadRow] | str) -> None:
+        self.path = path
+        self.problems = [] if isinstance(problems, str) else problems
+        if isinstance(problems, str):
+            message = f"{path}: {problems}"
+        else:
+            shown = "\n".join(f"  {path}: {p}" for p in problems)
+            message = (
+                f"{path}: {len(problems)} bad row(s), nothing imported "
+                f"(--skip-invalid imports the rest):\n{shown}"
+            )
+        super().__init__(message)
+
+
+class TemplateError(UserError):
+    """A template or article cannot be rendered."""

@@ -1,0 +1,107 @@
+"""The database schema as SQLAlchemy Core tables.
+
+Every time is stored in UTC. Migrations under ``campaigns/migrations`` create
+and change these tables; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+VISIT_STATUSES = ("booked", "attended", "cancelled", "no-show")
+SUPPRESSION_REASONS = ("unsubscribed", "bounced", "manual", "forgotten")
+
+
+class UTCDateTime(TypeDecorator):
+    """An aware datetime in, an aware UTC datetime out, stored as UTC on every backend.
+
+    SQLite has no time zones: it stores the naive UTC text, which sorts and
+    compares correctly as long as every value is UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: rebook stores aware UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("id", String(64), primary_key=True, comment="the practice software's id"),
+    Column("email", String(320), nullable=False, index=True, comment="lower case"),
+    Column("first_name", String(200), nullable=False, server_default=""),
+    Column("last_name", String(200), nullable=False, server_default=""),
+    Column("marketing_consent", Boolean, nullable=False, server_default="0"),
+    Column("tags", Text, nullable=False, server_default="", comment="sorted, ';'-separated"),
+    Column("timezone", String(64)),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+client_tags = Table(
+    "client_tags",
+    metadata,
+    Column("client_id", ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(100), primary_key=True),
+    Index(None, "tag", "client_id"),
+)
+
+visits = Table(
+    "visits",
+    metadata,
+    Column("id", String(64), primary_key=True, comment="the practice software's id"),
+    Column("client_id", ForeignKey("clients.id", ondelete="CASCADE"), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("service", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("therapist", String(200), nullable=False, server_default=""),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("status IN ('booked', 'attended', 'cancelled', 'no-show')", name="status"),
+    # Serves every segment rule: per client, per status, by service, by time.
+    Index(None, "client_id", "status", "service", "starts_at"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("address", String(320), primary_key=True, comment="lower case"),
+    Column("reason", String(16), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("reason IN ('unsubscribed', 'bounced', 'manual', 'forgotten')", name="reason"),
+)

@@ -1,0 +1,1 @@
+"""rebook's running side: the command line now; the scheduler and web endpoint later."""

@@ -1,0 +1,269 @@
+"""The ``rebook`` command line: parse, call one function of ``campaigns``, show the result.
+
+Exit codes: 0 done, 1 failed while running, 2 bad usage or bad configuration.
+A ``UserError`` from anywhere is printed as one message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, date, datetime
+from functools import cached_property
+from pathlib import Path
+
+import click
+
+from campaigns.errors import UserError
+from jobs import console
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class App:
+    """What every command may need, loaded only when first asked for."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+
+    @cached_property
+    def settings(self):
+        from campaigns.config import load_settings
+
+        return load_settings(self.config_path)
+
+    @cached_property
+    def engine(self):
+        from campaigns.database import open_database
+
+        return open_database(self.settings.database)
+
+    def segment(self, name: str):
+        try:
+            return self.settings.segments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.settings.segments)) or "none"
+            raise UserError(
+                f"{self.config_path}: no segment named {name!r} (defined: {known})"
+            ) from None
+
+    @staticmethod
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="config.toml",
+    envvar="REBOOK_CONFIG",
+    show_default=True,
+    help="The configuration file (also REBOOK_CONFIG).",
+)
+@click.pass_context
+def cli(context: click.Context, config_path: Path) -> None:
+    """rebook: bring a clinic's clients back with timely, friendly email.
+
+    \b
+    Start here:
+      rebook init my-clinic --sample-data
+      cd my-clinic
+      rebook import clients exports/clients.csv
+      rebook import visits exports/visits.csv
+      rebook segment lapsed-back-pain
+    """
+    context.obj = App(config_path)
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--sample-data", is_flag=True, help="Also write a sample clinic's exports to try every command."
+)
+@click.option(
+    "--templates", "copy_templates", is_flag=True, help="Copy the default templates in, to edit."
+)
+def init(folder: Path, sample_data: bool, copy_templates: bool) -> int:
+    """Write a starter config.toml into FOLDER (never overwrites).
+
+    \b
+    Example:
+      rebook init my-clinic --sample-data
+    """
+    from campaigns.starter import write_starter
+
+    written = write_starter(
+        folder, today=date.today(), sample_data=sample_data, templates=copy_templates
+    )
+    click.echo(f"wrote {len(written)} file(s) into {folder}:")
+    for path in written[:10]:
+        click.echo(f"  {path}")
+    if len(written) > 10:
+        click.echo(f"  … and {len(written) - 10} more")
+    click.echo(f"next: cd {folder} && rebook check")
+    return EXIT_OK
+
+
+@cli.command()
+@pass_app
+def check(app: App) -> int:
+    """Validate the config and every segment; exit 0 when all is well, 2 when not.
+
+    \b
+    Example:
+      rebook --config /etc/rebook/config.toml check
+    """
+    from campaigns.checks import check_segments
+
+    settings = app.settings
+    with app.engine.connect() as connection:
+        results = check_segments(connection, settings, app.now())
+    for result in results:
+        for warning in result.warnings:
+            console.warn(f"{app.config_path}: segments.{result.name}: {warning}")
+    console.print_table(
+        f"{app.config_path}: config OK",
+        ["segment", "members now", "used by"],
+        [(r.name, r.members, ", ".join(r.campaigns) or "-") for r in results],
+    )
+    return EXIT_OK
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Import the CSV exports of the practice software (clients first, then visits)."""
+
+
+def _import(app: App, kind: str, path: Path, dry_run: bool, skip_invalid: bool) -> int:
+    from campaigns.importer import import_file
+
+    zone = app.settings.clinic.timezone
+    with console.file_progress(f"importing {path.name}") as progress:
+        report = import_file(
+            app.engine, kind, path, clinic_zone=zone, skip_invalid=skip_invalid,
+            dry_run=dry_run, now=app.now(), progress=progress,
+        )  # fmt: skip
+    for problem in report.rejected:
+        console.warn(f"{path}: skipped {problem}")
+    click.echo(report.summary())
+    return EXIT_OK
+
+
+_import_options = [
+    click.argument("path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path)),
+    click.option("--dry-run", is_flag=True, help="Validate and count, write nothing."),
+    click.option(
+        "--skip-invalid", is_flag=True, help="Import the good rows and list the bad ones."
+    ),
+]
+
+
+def _with_import_options(command):
+    for option in reversed(_import_options):
+        command = option(command)
+    return command
+
+
+@import_group.command("clients")
+@_with_import_options
+@pass_app
+def import_clients(app: App, path: Path, dry_run: bool, skip_invalid: bool) -> int:
+    """Import clients.csv: id, email, first_name, last_name, marketing_consent, tags, timezone.
+
+    \b
+    Example:
+      rebook import clients exports/clients.csv --dry-run
+    """
+    return _import(app, "clients", path, dry_run, skip_invalid)
+
+
+@import_group.command("visits")
+@_with_import_options
+@pass_app
+def import_visits(app: App, path: Path, dry_run: bool, skip_invalid: bool) -> int:
+    """Import visits.csv: id, client_id, starts_at, service, status, therapist.
+
+    \b
+    Example:
+      rebook import visits exports/visits.csv
+    """
+    return _import(app, "visits", path, dry_run, skip_invalid)
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--limit", type=click.IntRange(min=0), help="Show at most N clients [table: 20, --json: all]."
+)
+@click.option("--count", "count_only", is_flag=True, help="Print the number of members alone.")
+@click.option("--json", "as_json", is_flag=True, help="Print the members as JSON.")
+@pass_app
+def segment(app: App, name: str, limit: int | None, count_only: bool, as_json: bool) -> int:
+    """The clients who match segment NAME now (before consent and suppression).
+
+    \b
+    Examples:
+      rebook segment lapsed-back-pain
+      rebook segment lapsed-back-pain --count
+      rebook segment lapsed-back-pain --json --limit 100
+    """
+    from campaigns.segments import count_members, list_members
+
+    rules, now = app.segment(name), app.now()
+    with app.engine.connect() as connection:
+        total = count_members(connection, rules, now)
+        if count_only:
+            click.echo(total)
+            return EXIT_OK
+        shown = limit if limit is not None or as_json else 20
+        members = list_members(connection, rules, now, shown)
+    if as_json:
+        console.print_json(
+            {
+                "segment": name,
+                "now": now.isoformat(),
+                "count": total,
+                "members": [m.as_json() for m in members],
+            }
+        )
+        return EXIT_OK
+    zone = app.settings.clinic.timezone
+    console.print_table(
+        f"{name}: {total} client(s)" + (f", first {len(members)}" if len(members) < total else ""),
+        ["id", "name", "email", "consent", "tags", "last visit", "next booking"],
+        [
+            (
+                m.id, f"{m.first_name} {m.last_name}".strip(), m.email,
+                "yes" if m.marketing_consent else "no", ", ".join(m.tags),
+                _local(m.last_visit, zone), _local(m.next_visit, zone),
+            )
+            for m in members
+        ],
+    )  # fmt: skip
+    return EXIT_OK
+
+
+def _local(moment: datetime | None, zone) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+def main() -> None:
+    """The console script: run the command, turn user mistakes into exit code 2."""
+    try:
+        code = cli.main(prog_name="rebook", standalone_mode=False)
+    except click.exceptions.Exit as exit_:
+        code = exit_.exit_code
+    except click.ClickException as problem:
+        problem.show()
+        code = problem.exit_code
+    except click.Abort:
+        console.error("aborted")
+        code = EXIT_FAILED
+    except UserError as problem:
+        console.error(str(problem))
+        code = EXIT_USAGE
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

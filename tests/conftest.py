@@ -1,0 +1,159 @@
+"""Shared fixtures: real SQLite files, the real PostgreSQL, the real ``rebook`` command.
+
+PostgreSQL is the one at 127.0.0.1:5432 (override with REBOOK_TEST_POSTGRES).
+Each test session works in a database of its own, created here and dropped at
+the end. Under CI (CI=true) a PostgreSQL that cannot be reached fails the
+tests that need it; elsewhere they are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from campaigns.config import Database
+from campaigns.database import open_database
+from campaigns.tables import metadata
+
+POSTGRES_SERVER = os.environ.get(
+    "REBOOK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REBOOK = Path(sys.executable).with_name("rebook")
+
+BASE_CONFIG = """\
+[clinic]
+name = "Waso Physiotherapy"
+address = "1 Example Street, Perth WA 6000"
+timezone = "Australia/Perth"
+booking_url = "https://waso.example/book"
+
+[database]
+url = "{database}"
+
+[mail]
+from = "Waso Physiotherapy <hello@waso.example>"
+"""
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session."""
+    name = f"rebook_test_{uuid.uuid4().hex[:10]}"
+    server = create_engine(POSTGRES_SERVER, isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # noqa: BLE001 - any failure to reach the server
+        server.dispose()
+        reason = f"PostgreSQL at {POSTGRES_SERVER} is not reachable: {error}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    url = POSTGRES_SERVER.rsplit("/", 1)[0] + "/" + name
+    yield url
+    with server.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    server.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty rebook database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'rebook.db'}"
+    url = request.getfixturevalue("postgres_url")
+    engine = open_database(Database(url=url))
+    empty_tables(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = open_database(Database(url=database_url))
+    yield engine
+    engine.dispose()
+
+
+def empty_tables(engine: Engine) -> None:
+    with engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Clinic:
+    """A clinic folder with a config.toml, and the real ``rebook`` command run inside it."""
+
+    folder: Path
+    database_url: str
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "config.toml"
+
+    def write_config(self, extra: str = "", *, database_url: str | None = None) -> Path:
+        body = BASE_CONFIG.format(database=database_url or self.database_url)
+        self.config.write_text(body + textwrap.dedent(extra), encoding="utf-8")
+        return self.config
+
+    def write(self, name: str, content: str) -> Path:
+        path = self.folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(content).lstrip("\n"), encoding="utf-8")
+        return path
+
+    def rebook(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        return run_rebook(*args, cwd=self.folder, env=env)
+
+
+def run_rebook(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("REBOOK_")}
+    environment.update(env or {})
+    done = subprocess.run(
+        [str(REBOOK), *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def clinic(tmp_path: Path, database_url: str) -> Clinic:
+    """A clinic on each database backend, config.toml written with the basics."""
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    made = Clinic(folder, database_url)
+    made.write_config()
+    return made
+
+
+@pytest.fixture
+def sqlite_clinic(tmp_path: Path) -> Clinic:
+    """A clinic on SQLite only, for behaviour that does not depend on the backend."""
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    made = Clinic(folder, "sqlite:///rebook.db")
+    made.write_config()
+    return made
