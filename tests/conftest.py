@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from campaigns.config import Database
 from campaigns.database import open_database
@@ -53,7 +54,7 @@ def postgres_url() -> Iterator[str]:
     try:
         with server.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:  # noqa: BLE001 - any failure to reach the server
+    except OperationalError as error:
         server.dispose()
         reason = f"PostgreSQL at {POSTGRES_SERVER} is not reachable: {error}"
         if os.environ.get("CI"):
@@ -119,6 +120,21 @@ class Clinic:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(content).lstrip("\n"), encoding="utf-8")
         return path
+
+    def engine(self) -> Engine:
+        """The clinic's database, schema up to date, as rebook itself would open it."""
+        url = self.database_url
+        if url == "sqlite:///rebook.db":
+            url = f"sqlite:///{self.folder / 'rebook.db'}"
+        return open_database(Database(url=url))
+
+    def rows(self, table, *columns: str) -> list[tuple]:
+        engine = self.engine()
+        with engine.connect() as connection:
+            query = select(*(table.c[name] for name in columns)).order_by(*columns)
+            found = [tuple(row) for row in connection.execute(query)]
+        engine.dispose()
+        return found
 
     def rebook(self, *args: str, env: dict[str, str] | None = None) -> Result:
         return run_rebook(*args, cwd=self.folder, env=env)

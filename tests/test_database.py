@@ -1,0 +1,75 @@
+"""Opening the store: migrations on start, the SQLite settings that keep it safe."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta, timezone
+
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import insert, select, text
+
+from campaigns.config import Database
+from campaigns.database import MIGRATIONS, SCHEMA_REVISION, current_revision, open_database
+from campaigns.tables import clients, metadata
+
+
+def test_schema_revision_is_alembics_head():
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
+
+
+def test_migrations_build_exactly_the_tables_the_code_uses(engine):
+    with engine.connect() as connection:
+        assert current_revision(connection) == SCHEMA_REVISION
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    assert differences == []
+
+
+def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path):
+    engine = open_database(Database(url=f"sqlite:///{tmp_path}/x.db"))
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() >= 1000
+
+
+def test_times_come_back_as_aware_utc(engine):
+    perth = timezone(timedelta(hours=8))
+    with engine.begin() as connection:
+        connection.execute(
+            insert(clients).values(
+                id="1", email="a@b.example", updated_at=datetime(2026, 1, 1, 8, tzinfo=perth)
+            )
+        )
+        stored = connection.execute(select(clients.c.updated_at)).scalar_one()
+    assert stored == datetime(2026, 1, 1, 0, tzinfo=UTC)
+    assert stored.tzinfo is not None and stored.utcoffset() == timedelta(0)
+
+
+def test_a_current_schema_costs_no_migration_import(tmp_path):
+    url = f"sqlite:///{tmp_path}/x.db"
+    open_database(Database(url=url)).dispose()
+    probe = (
+        "import sys; from campaigns.config import Database;"
+        "from campaigns.database import open_database;"
+        f"open_database(Database(url={url!r})); print('alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_upgrade_is_idempotent_and_keeps_data(tmp_path):
+    url = f"sqlite:///{tmp_path}/x.db"
+    engine = open_database(Database(url=url))
+    with engine.begin() as connection:
+        connection.execute(
+            insert(clients).values(id="1", email="a@b.example", updated_at=datetime.now(UTC))
+        )
+    engine.dispose()
+    with open_database(Database(url=url)).connect() as connection:
+        assert connection.execute(select(clients.c.email)).scalar_one() == "a@b.example"
