@@ -154,7 +154,7 @@ def _read_csv(path: Path, kind: Kind, progress: Progress | None) -> Iterator[tup
                 )
             for number, values in enumerate(reader):
                 if values:  # blank lines are skipped; cells past the header are ignored
-                    yield reader.line_num, dict(zip(header, values, strict=False))
+                    yield reader.line_num, dict(zip(header, map(str.strip, values), strict=False))
                 if progress and number % 1000 == 0:
                     progress(raw.tell(), size)
         except UnicodeDecodeError as error:
