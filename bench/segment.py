@@ -69,7 +69,9 @@ print(db.execute(sys.argv[2], {'now': f(now), 'older': f(now - timedelta(weeks=6
 def run(*args: str, cwd: Path) -> tuple[float, str, int]:
     """Run a process; return wall seconds, stdout and its peak RSS in MB."""
     started = time.perf_counter()
-    process = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     out, err = process.stdout.read(), process.stderr.read()
@@ -92,7 +94,9 @@ def build_clinic(folder: Path, clients: int) -> None:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     (folder / "config.toml").write_text(example_config().read_text())
-    write_sample_clinic(folder / "exports", date.today(), SampleSize(clients, visits_per_client=10.0))
+    write_sample_clinic(
+        folder / "exports", date.today(), SampleSize(clients, visits_per_client=10.0)
+    )
 
 
 def hand_copy(rebook_db: Path, plain_db: Path) -> None:
@@ -100,7 +104,9 @@ def hand_copy(rebook_db: Path, plain_db: Path) -> None:
     plain_db.unlink(missing_ok=True)
     db = sqlite3.connect(plain_db)
     db.execute(f"ATTACH '{rebook_db}' AS r")
-    db.execute("CREATE TABLE visits AS SELECT id, client_id, starts_at, service, status FROM r.visits")
+    db.execute(
+        "CREATE TABLE visits AS SELECT id, client_id, starts_at, service, status FROM r.visits"
+    )
     db.execute(HAND_INDEX)
     db.execute("ANALYZE")
     db.commit()
@@ -132,12 +138,19 @@ def bench_query(folder: Path) -> dict:
     hand_count = plain.execute(HAND_QUERY, params).fetchone()[0]
     hand_s = best(lambda: plain.execute(HAND_QUERY, params).fetchone(), 7)
     plain.close()
-    return {"rebook_count": rebook_count, "hand_count": hand_count, "rebook_s": rebook_s, "hand_s": hand_s}
+    return {
+        "rebook_count": rebook_count,
+        "hand_count": hand_count,
+        "rebook_s": rebook_s,
+        "hand_s": hand_s,
+    }
 
 
 def bench_process(folder: Path) -> dict:
     rebook = [run(str(REBOOK), "segment", SEGMENT, "--count", cwd=folder) for _ in range(3)]
-    hand = [run(sys.executable, "-c", HAND_SCRIPT, "plain.db", HAND_QUERY, cwd=folder) for _ in range(3)]
+    hand = [
+        run(sys.executable, "-c", HAND_SCRIPT, "plain.db", HAND_QUERY, cwd=folder) for _ in range(3)
+    ]
     bare = [run(sys.executable, "-c", "pass", cwd=folder) for _ in range(3)]
     return {
         "rebook_s": min(t for t, _, _ in rebook),
@@ -168,7 +181,13 @@ def bench_import(folder: Path) -> dict:
         db.executemany("INSERT INTO visits VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     plain_s = time.perf_counter() - started
     db.close()
-    return {"rows": len(rows), "rebook_s": rebook_s, "plain_s": plain_s, "peak_mb": peak_mb, "summary": out.strip()}
+    return {
+        "rows": len(rows),
+        "rebook_s": rebook_s,
+        "plain_s": plain_s,
+        "peak_mb": peak_mb,
+        "summary": out.strip(),
+    }
 
 
 def plain_rows(folder: Path) -> list[tuple]:
@@ -204,7 +223,9 @@ def import_times(folder: Path) -> list[tuple[int, str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / ".work")
     options = parser.parse_args()

@@ -154,3 +154,35 @@ def test_excel_byte_order_mark_is_accepted(sqlite_clinic):
     path.write_bytes("\ufeffid,email\r\n1,a@example.com\r\n".encode())
     result = sqlite_clinic.rebook("import", "clients", str(path))
     assert result.code == 0 and "1 inserted" in result.out, result.err
+
+
+def test_a_terminal_sees_a_progress_bar(sqlite_clinic):
+    """stderr on a pseudo-terminal gets Rich's bar; the summary still goes to stdout."""
+    import os
+    import pty
+    import subprocess
+
+    from .conftest import REBOOK
+
+    path = sqlite_clinic.write("clients.csv", CLIENTS)
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REBOOK_")} | {
+        "TERM": "xterm",
+        "COLUMNS": "100",
+    }
+    done = subprocess.run([str(REBOOK), "import", "clients", str(path)], cwd=sqlite_clinic.folder, env=env,
+                          stdout=subprocess.PIPE, stderr=terminal, text=True, timeout=60)  # fmt: skip
+    os.close(terminal)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(controller)
+    assert done.returncode == 0
+    assert "3 inserted" in done.stdout
+    assert b"importing clients.csv" in drawn
