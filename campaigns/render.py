@@ -1,0 +1,164 @@
+"""Rendering a campaign: compile and inline once per run, then one cheap render per client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jinja2 import TemplateNotFound
+from markdown_it import MarkdownIt
+
+from campaigns.articles import Article, load_article, resolve_articles
+from campaigns.config import Settings
+from campaigns.context import ClientView, VisitView, campaign_view, clinic_view
+from campaigns.errors import TemplateError
+from campaigns.inlining import LAYOUT, InliningLoader, document_inliner, inline_fragment
+from campaigns.plaintext import html_to_text
+from campaigns.templating import (
+    describe_template_error,
+    make_environment,
+    search_path,
+    template_loader,
+)
+
+ARTICLE_TEMPLATE = "article"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One client's email content, ready to become a MIME message."""
+
+    subject: str
+    html: str
+    text: str
+
+
+class CampaignRenderer:
+    """A campaign's templates, articles and subject, prepared once for a whole run.
+
+    Jinja parses and compiles each template once; the layout's CSS is inlined
+    into the template sources once (see ``campaigns.inlining``) and into each
+    article once; per client only Jinja's compiled code runs.
+    """
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        campaign = settings.campaigns[name]
+        self.name, self.marketing = name, campaign.marketing
+        self.folders = search_path(settings.templates)
+        plain_loader = template_loader(settings.templates)
+        self._loader = InliningLoader(plain_loader)
+        self._environment = make_environment(self._loader)
+        self._plain = make_environment(plain_loader)  # renders again to locate an error exactly
+        self._base_context = {
+            "clinic": clinic_view(settings.clinic),
+            "booking_url": settings.clinic.booking_url,
+            "campaign": campaign_view(name, campaign),
+        }
+        template = campaign.template or ARTICLE_TEMPLATE
+        self._html_name, self._text_name = f"{template}.html.j2", f"{template}.txt.j2"
+        self._html = self._load(self._html_name)
+        self._has_text = self._exists(self._text_name)
+        self._subject_source = campaign.subject
+        self._subject = self._compile_subject(campaign.subject)
+        self.articles = self._load_articles(campaign.articles) if campaign.articles else []
+        self._after_render = (
+            document_inliner() if self._loader.needs_inlining_after_render else None
+        )
+
+    def render(
+        self,
+        client: ClientView,
+        last_visit: VisitView | None,
+        next_visit: VisitView | None,
+        unsubscribe_url: str | None = None,
+        article: Article | None = None,
+    ) -> Rendered:
+        context = {
+            **self._base_context,
+            "client": client,
+            "last_visit": last_visit,
+            "next_visit": next_visit,
+        }
+        if self.marketing:
+            context["unsubscribe_url"] = unsubscribe_url or ""
+        if article is not None:
+            context["article"] = article
+        html = self._run(self._html_name, context, self._html)
+        if self._after_render is not None:
+            html = self._after_render.inline(html)
+        if self._has_text:
+            text = self._run(self._text_name, context)
+        else:
+            text = html_to_text(html)
+        return Rendered(self._render_subject(context, article), html, text)
+
+    # -- preparing ----------------------------------------------------------
+
+    def _load(self, name: str):
+        try:
+            self._environment.get_template(LAYOUT)
+            return self._environment.get_template(name)
+        except TemplateNotFound as error:
+            raise TemplateError(
+                f"campaigns.{self.name}: template {error.name!r} not found in "
+                f"{' or '.join(str(folder) for folder in self.folders)}"
+            ) from None
+        except Exception as error:  # a syntax error: name the file and line
+            raise describe_template_error(error, f"campaign {self.name}") from None
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self._load(name)
+        except TemplateError as error:
+            if "not found" in str(error) and repr(name) in str(error):
+                return False
+            raise
+        return True
+
+    def _compile_subject(self, source: str | None):
+        if source is None:
+            return None
+        try:
+            return self._environment.from_string(source)
+        except Exception as error:
+            raise TemplateError(
+                f"campaigns.{self.name}.subject: {describe_template_error(error, 'subject')}"
+            ) from None
+
+    def _load_articles(self, setting: str | list[str]) -> list[Article]:
+        names = resolve_articles(setting, self.folders)
+        if not names:
+            raise TemplateError(f"campaigns.{self.name}.articles: {setting!r} matches no article")
+        markdown = MarkdownIt("commonmark", {"html": False, "typographer": True})
+        markdown.enable(["replacements", "smartquotes"])
+        css = self._loader.css(self._environment)
+        return [
+            load_article(name, self.folders, lambda body: inline_fragment(markdown.render(body), css))
+            for name in names
+        ]
+
+    # -- rendering ----------------------------------------------------------
+
+    def _run(self, name: str, context: dict, template=None) -> str:
+        try:
+            return (template or self._environment.get_template(name)).render(context)
+        except Exception as error:
+            raise self._locate(name, context, error) from None
+
+    def _locate(self, name: str, context: dict, error: Exception) -> TemplateError:
+        """Render the un-inlined source again: its traceback names the file's real line."""
+        try:
+            self._plain.get_template(name).render(context)
+        except Exception as plain_error:
+            return describe_template_error(plain_error, f"campaign {self.name}")
+        return TemplateError(f"campaign {self.name}: {name}: {error}")
+
+    def _render_subject(self, context: dict, article: Article | None) -> str:
+        if self._subject is None:
+            subject = article.title if article else self.name
+        else:
+            try:
+                subject = self._subject.render(context)
+            except Exception as error:
+                problem = describe_template_error(error, "subject")
+                raise TemplateError(f"campaigns.{self.name}.subject: {problem}") from None
+        return " ".join(subject.split())  # one line, whatever the data held
