@@ -63,7 +63,7 @@ def load_article(name: str, folders: list[Path], to_html) -> Article:
     front, body = split_front_matter(path, source)
     title = front.get("title")
     if not isinstance(title, str) or not title.strip():
-        raise TemplateError(f"{path}, line 2: the front matter needs a title = \"…\"")
+        raise TemplateError(f'{path}, line 2: the front matter needs a title = "…"')
     unknown = set(front) - {"title", "summary"}
     if unknown:
         raise TemplateError(f"{path}: unknown front matter key(s) {', '.join(sorted(unknown))}")
@@ -74,7 +74,7 @@ def load_article(name: str, folders: list[Path], to_html) -> Article:
 def split_front_matter(path: Path, source: str) -> tuple[dict, str]:
     lines = source.splitlines(keepends=True)
     if not lines or lines[0].strip() != "+++":
-        raise TemplateError(f"{path}, line 1: an article starts with a +++ line, then title = \"…\"")
+        raise TemplateError(f'{path}, line 1: an article starts with a +++ line, then title = "…"')
     try:
         end = next(i for i in range(1, len(lines)) if lines[i].strip() == "+++")
     except StopIteration:

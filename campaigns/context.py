@@ -88,11 +88,15 @@ def visit_views(
     last = last.order_by(visits.c.starts_at.desc()).limit(1)
     upcoming = (
         select(visits)
-        .where(visits.c.client_id == client_id, visits.c.status == "booked", visits.c.starts_at > now)
+        .where(
+            visits.c.client_id == client_id, visits.c.status == "booked", visits.c.starts_at > now
+        )
         .order_by(visits.c.starts_at)
         .limit(1)
     )
-    return _view(connection.execute(last).first(), zone), _view(connection.execute(upcoming).first(), zone)
+    return _view(connection.execute(last).first(), zone), _view(
+        connection.execute(upcoming).first(), zone
+    )
 
 
 def _view(row, zone: tzinfo) -> VisitView | None:

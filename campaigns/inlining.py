@@ -33,9 +33,9 @@ def layout_css(source: str) -> str:
     return "\n".join(_STYLE.findall(source))
 
 
-def document_inliner() -> css_inline.CSSInliner:
-    """Inlines a whole document's own ``<style>``, keeping ``@media`` rules for phones."""
-    return css_inline.CSSInliner(**_OPTIONS)
+def document_inliner(extra_css: str | None = None) -> css_inline.CSSInliner:
+    """Inlines a whole document's ``<style>`` (and ``extra_css``), keeping ``@media`` for phones."""
+    return css_inline.CSSInliner(extra_css=extra_css, **_OPTIONS)
 
 
 def inline_fragment(html: str, css: str) -> str:

@@ -60,9 +60,9 @@ class CampaignRenderer:
         self._subject_source = campaign.subject
         self._subject = self._compile_subject(campaign.subject)
         self.articles = self._load_articles(campaign.articles) if campaign.articles else []
-        self._after_render = (
-            document_inliner() if self._loader.needs_inlining_after_render else None
-        )
+        self._after_render = None
+        if self._loader.needs_inlining_after_render:  # the layout's CSS, whose <style> is gone
+            self._after_render = document_inliner(self._loader.css(self._environment))
 
     def render(
         self,
@@ -85,10 +85,7 @@ class CampaignRenderer:
         html = self._run(self._html_name, context, self._html)
         if self._after_render is not None:
             html = self._after_render.inline(html)
-        if self._has_text:
-            text = self._run(self._text_name, context)
-        else:
-            text = html_to_text(html)
+        text = self._run(self._text_name, context) if self._has_text else html_to_text(html)
         return Rendered(self._render_subject(context, article), html, text)
 
     # -- preparing ----------------------------------------------------------
@@ -103,7 +100,7 @@ class CampaignRenderer:
                 f"{' or '.join(str(folder) for folder in self.folders)}"
             ) from None
         except Exception as error:  # a syntax error: name the file and line
-            raise describe_template_error(error, f"campaign {self.name}") from None
+            raise describe_template_error(error, f"campaigns.{self.name}") from None
 
     def _exists(self, name: str) -> bool:
         try:
@@ -132,7 +129,9 @@ class CampaignRenderer:
         markdown.enable(["replacements", "smartquotes"])
         css = self._loader.css(self._environment)
         return [
-            load_article(name, self.folders, lambda body: inline_fragment(markdown.render(body), css))
+            load_article(
+                name, self.folders, lambda body: inline_fragment(markdown.render(body), css)
+            )
             for name in names
         ]
 
@@ -149,8 +148,8 @@ class CampaignRenderer:
         try:
             self._plain.get_template(name).render(context)
         except Exception as plain_error:
-            return describe_template_error(plain_error, f"campaign {self.name}")
-        return TemplateError(f"campaign {self.name}: {name}: {error}")
+            return describe_template_error(plain_error, f"campaigns.{self.name}")
+        return TemplateError(f"campaigns.{self.name}: {name}: {error}")
 
     def _render_subject(self, context: dict, article: Article | None) -> str:
         if self._subject is None:

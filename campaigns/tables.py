@@ -121,3 +121,11 @@ suppressions = Table(
     Column("created_at", UTCDateTime, nullable=False),
     CheckConstraint("reason IN ('unsubscribed', 'bounced', 'manual', 'forgotten')", name="reason"),
 )
+
+app_state = Table(
+    "app_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

@@ -18,10 +18,12 @@ from jinja2 import (
     ChoiceLoader,
     FileSystemLoader,
     StrictUndefined,
-    TemplateError as JinjaError,
     TemplateNotFound,
     TemplateSyntaxError,
     select_autoescape,
+)
+from jinja2 import (
+    TemplateError as JinjaError,
 )
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -42,7 +44,9 @@ def make_environment(loader: BaseLoader) -> SandboxedEnvironment:
     environment = SandboxedEnvironment(
         loader=loader,
         undefined=StrictUndefined,
-        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
+        autoescape=select_autoescape(
+            enabled_extensions=("html", "html.j2"), default_for_string=False
+        ),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -53,8 +57,16 @@ def make_environment(loader: BaseLoader) -> SandboxedEnvironment:
     return environment
 
 
+def _moment(value: object) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    str(value)  # an undefined value raises its own error here, naming what was missing
+    raise TypeError(f"expected a date and time, got {value!r}")
+
+
 def format_date(moment: datetime, style: str = "long") -> str:
     """``Tuesday 3 March`` (long) or ``3 Mar`` (short), in the time zone the value carries."""
+    moment = _moment(moment)
     if style == "short":
         return f"{moment.day} {moment:%b}"
     return f"{moment:%A} {moment.day} {moment:%B}"
@@ -62,6 +74,7 @@ def format_date(moment: datetime, style: str = "long") -> str:
 
 def format_time(moment: datetime) -> str:
     """``9:30 am``: how a clinic writes appointment times."""
+    moment = _moment(moment)
     hour = moment.hour % 12 or 12
     return f"{hour}:{moment:%M} {'am' if moment.hour < 12 else 'pm'}"
 

@@ -46,6 +46,15 @@ class App:
                 f"{self.config_path}: no segment named {name!r} (defined: {known})"
             ) from None
 
+    def campaign(self, name: str):
+        try:
+            return self.settings.campaigns[name]
+        except KeyError:
+            known = ", ".join(sorted(self.settings.campaigns)) or "none"
+            raise UserError(
+                f"{self.config_path}: no campaign named {name!r} (defined: {known})"
+            ) from None
+
     @staticmethod
     def now() -> datetime:
         return datetime.now(UTC)
@@ -111,15 +120,23 @@ def init(folder: Path, sample_data: bool, copy_templates: bool) -> int:
 @cli.command()
 @pass_app
 def check(app: App) -> int:
-    """Validate the config and every segment; exit 0 when all is well, 2 when not.
+    """Validate the config, every segment and every template; exit 0 when all is well, 2 when not.
+
+    Each campaign is rendered for a made-up client, also without the last or
+    next visit its segment does not guarantee, so a template that would fail
+    for a real client fails here first.
 
     \b
     Example:
       rebook --config /etc/rebook/config.toml check
     """
     from campaigns.checks import check_segments
+    from campaigns.preview import check_templates
 
     settings = app.settings
+    problems = check_templates(settings, app.now())
+    if problems:
+        raise UserError("\n".join(str(problem) for problem in problems))
     with app.engine.connect() as connection:
         results = check_segments(connection, settings, app.now())
     for result in results:
@@ -244,6 +261,40 @@ def segment(app: App, name: str, limit: int | None, count_only: bool, as_json: b
             for m in members
         ],
     )  # fmt: skip
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("campaign")
+@click.option("--client", "email", metavar="EMAIL", help="Whom to preview for [the first member].")
+@click.option(
+    "--format",
+    "shape",
+    type=click.Choice(["text", "html", "eml"]),
+    default="text",
+    show_default=True,
+    help="The text part, the HTML part, or the whole message as sent.",
+)
+@pass_app
+def preview(app: App, campaign: str, email: str | None, shape: str) -> int:
+    """Print what CAMPAIGN would send one client, without sending.
+
+    \b
+    Examples:
+      rebook preview book-next-massage
+      rebook preview book-next-massage --client jo@example.com --format html > jo.html
+      rebook preview appointment-reminder --format eml > reminder.eml
+    """
+    from campaigns.preview import preview_campaign
+
+    app.campaign(campaign)
+    shown = preview_campaign(app.engine, app.settings, campaign, app.now(), email)
+    if shown.note:
+        console.warn(shown.note)
+    if shape == "eml":
+        sys.stdout.buffer.write(bytes(shown.message))
+    else:
+        click.echo(shown.rendered.text if shape == "text" else shown.rendered.html, nl=False)
     return EXIT_OK
 
 

@@ -1,0 +1,101 @@
+"""What a campaign would send one client, and template checks for ``rebook check``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+
+from sqlalchemy.engine import Engine
+
+from campaigns.config import Segment, Settings
+from campaigns.context import (
+    ClientView,
+    client_view,
+    load_client,
+    sample_client,
+    visit_views,
+)
+from campaigns.errors import TemplateError, UserError
+from campaigns.message import build_message, new_message_id, sender_from
+from campaigns.render import CampaignRenderer, Rendered
+from campaigns.segments import member_ids
+from campaigns.tokens import make_token, unsubscribe_url, web_secret
+
+
+@dataclass(frozen=True)
+class Preview:
+    client: ClientView
+    rendered: Rendered
+    message: EmailMessage
+    note: str | None = None
+
+
+def preview_campaign(
+    engine: Engine, settings: Settings, name: str, now: datetime, email: str | None = None
+) -> Preview:
+    """Render campaign ``name`` for the client with ``email`` or the segment's first member."""
+    campaign = settings.campaigns[name]
+    segment = settings.segments[campaign.segment]
+    zone = settings.clinic.timezone
+    renderer = CampaignRenderer(settings, name)
+    note = None
+    with engine.connect() as connection:
+        if email is not None:
+            row = load_client(connection, email=email)
+            if row is None:
+                raise UserError(f"no client has the email address {email!r}")
+        else:
+            first = connection.execute(member_ids(segment, now).limit(1)).scalar()
+            row = load_client(connection, client_id=first) if first is not None else None
+        if row is None:
+            client, last_visit, next_visit = sample_client(now, zone)
+            note = f"segment {campaign.segment!r} has no members now: showing a made-up client"
+        else:
+            client = client_view(row)
+            last_visit, next_visit = visit_views(connection, client.id, segment, now, zone)
+        secret = web_secret(connection, settings.web.secret) if campaign.marketing else None
+    link = (
+        unsubscribe_url(settings.web.public_url, make_token(secret, client.id)) if secret else None
+    )
+    article = renderer.articles[0] if renderer.articles else None
+    rendered = renderer.render(client, last_visit, next_visit, link, article)
+    sender = sender_from(settings.mail)
+    message = build_message(
+        rendered, sender, to_name=client.full_name, to_email=client.email,
+        message_id=new_message_id(sender), date=now, unsubscribe_url=link,
+    )  # fmt: skip
+    return Preview(client, rendered, message, note)
+
+
+def guaranteed_visits(segment: Segment) -> tuple[bool, bool]:
+    """Whether every member has a last attended visit, and a booked next one."""
+    has_last = bool(
+        segment.last_visit_older_than
+        or segment.last_visit_newer_than
+        or segment.first_visit_newer_than
+        or segment.visits_at_least
+    )
+    has_next = bool(segment.booked or segment.next_visit_within)
+    return has_last, has_next
+
+
+def check_templates(settings: Settings, now: datetime) -> list[TemplateError]:
+    """Render every campaign for a sample client, also without the visits it may lack."""
+    problems: list[TemplateError] = []
+    client, last_visit, next_visit = sample_client(now, settings.clinic.timezone)
+    link = unsubscribe_url(settings.web.public_url, "sample-token")
+    for name, campaign in settings.campaigns.items():
+        has_last, has_next = guaranteed_visits(settings.segments[campaign.segment])
+        variants = {
+            (last_visit, next_visit),
+            (last_visit if has_last else None, next_visit if has_next else None),
+        }
+        try:
+            renderer = CampaignRenderer(settings, name)
+            for article in renderer.articles or [None]:
+                for last, upcoming in variants:
+                    renderer.render(client, last, upcoming, link, article)
+        except TemplateError as error:
+            problems.append(error)
+    return problems
