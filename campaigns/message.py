@@ -1,25 +1,37 @@
-"""Turning rendered content into a well-formed email.
+"""Turning rendered content into the bytes of a well-formed email.
 
-The standard library's ``email`` package builds the message: it encodes
-non-ASCII names and subjects, folds headers, and refuses CR or LF in any
-header value, so no data can smuggle in a header of its own. A value it
-refuses fails that one message with ``MessageError``, never the campaign.
+Building a multipart message with ``email.message.EmailMessage`` costs about
+0.85 ms, more than rendering the template, and a campaign builds one per
+client. ``MessageComposer`` composes the same MIME structure directly: the
+headers that never change in a run are encoded once; per message, names and
+subjects are encoded by the standard library's own ``email.header`` and
+``email.utils`` and the two bodies by ``binascii``'s quoted-printable codec
+(C code), with ``email.policy.SMTP``'s conventions (CRLF, folded headers).
+tests/test_message.py checks, over generated names, subjects and bodies, that
+every message parses back exactly like the one ``EmailMessage`` builds.
+
+No CR or LF from data ever reaches a header: a name or address carrying one
+fails that message with ``MessageError``; subjects are made one line when
+rendered.
 """
 
 from __future__ import annotations
 
-import email.policy
+import binascii
+import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses, make_msgid
+from email.header import Header
+from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 
 from campaigns.config import Mail
 from campaigns.errors import RebookError
 from campaigns.render import Rendered
 
-POLICY = email.policy.SMTP  # CRLF line ends, as sent
+MAX_LINE = 78  # RFC 5322's recommended limit, as email.policy.SMTP folds
+_BREAKS = re.compile(r"[\r\n]")
+_ADDRESS = re.compile(r"^[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+$")
 
 
 class MessageError(RebookError):
@@ -30,63 +42,100 @@ class MessageError(RebookError):
 class Sender:
     """The sending side of every message of a run, parsed once from ``[mail]``."""
 
-    address: Address
+    name: str
+    address: str
     reply_to: str | None
     unsubscribe_mailto: str | None
 
     @property
     def domain(self) -> str:
-        return self.address.domain
+        return self.address.rpartition("@")[2]
 
 
 def sender_from(mail: Mail) -> Sender:
-    [(name, addr_spec)] = getaddresses([mail.from_])
-    username, _, domain = addr_spec.rpartition("@")
-    mailto = None
-    if mail.unsubscribe_mailto:
-        mailto = getaddresses([mail.unsubscribe_mailto])[0][1]
-    return Sender(Address(name, username, domain), mail.reply_to, mailto)
+    [(name, address)] = getaddresses([mail.from_])
+    mailto = getaddresses([mail.unsubscribe_mailto])[0][1] if mail.unsubscribe_mailto else None
+    return Sender(name, address, mail.reply_to, mailto)
 
 
 def new_message_id(sender: Sender) -> str:
     return make_msgid(domain=sender.domain)
 
 
-def build_message(
-    content: Rendered,
-    sender: Sender,
-    *,
-    to_name: str,
-    to_email: str,
-    message_id: str,
-    date: datetime,
-    unsubscribe_url: str | None = None,
-) -> EmailMessage:
-    """multipart/alternative, text then HTML, UTF-8; one-click unsubscribe headers for marketing."""
-    message = EmailMessage(policy=POLICY)
-    try:
-        message["From"] = sender.address
-        message["To"] = _recipient(to_name, to_email)
-        message["Subject"] = content.subject
-        message["Date"] = format_datetime(date)
-        message["Message-ID"] = message_id
+def encode_header(name: str, value: str) -> bytes:
+    """``Name: value`` folded to 78 columns, non-ASCII as RFC 2047 encoded words."""
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    encoded = Header(value, charset, header_name=name).encode(linesep="\r\n", maxlinelen=MAX_LINE)
+    return f"{name}: {encoded}\r\n".encode("ascii")
+
+
+def _address_header(name: str, display_name: str, address: str) -> bytes:
+    if _BREAKS.search(display_name) or not _ADDRESS.match(address):
+        raise MessageError(f"cannot address a message to {display_name!r} <{address!r}>")
+    display_name = " ".join(display_name.split())  # one plain space between words, as readers show
+    return f"{name}: {formataddr((display_name, address), charset='utf-8')}\r\n".encode("ascii")
+
+
+def _quoted_printable(text: str) -> bytes:
+    lines = "\n".join(text.splitlines()) + "\n"
+    return binascii.b2a_qp(lines.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+
+
+class MessageComposer:
+    """Composes the messages of one campaign run; the fixed headers are encoded once."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+        self.boundary = f"==============={secrets.token_hex(8)}=="
+        fixed = [_address_header("From", sender.name, sender.address)]
         if sender.reply_to:
-            message["Reply-To"] = sender.reply_to
+            [(name, address)] = getaddresses([sender.reply_to])
+            fixed.append(_address_header("Reply-To", name, address))
+        self._fixed = b"".join(fixed)
+        self._mime = (
+            "MIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/alternative;\r\n boundary="{self.boundary}"\r\n\r\n'
+        ).encode("ascii")
+        part = (
+            '--{}\r\nContent-Type: text/{}; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        self._text_head = part.format(self.boundary, "plain").encode("ascii")
+        self._html_head = ("\r\n" + part.format(self.boundary, "html")).encode("ascii")
+        self._end = f"\r\n--{self.boundary}--\r\n".encode("ascii")
+
+    def compose(
+        self,
+        content: Rendered,
+        *,
+        to_name: str,
+        to_email: str,
+        message_id: str,
+        date: datetime,
+        unsubscribe_url: str | None = None,
+    ) -> bytes:
+        """multipart/alternative, text then HTML, UTF-8; one-click unsubscribe for marketing."""
+        if _BREAKS.search(content.subject) or _BREAKS.search(message_id):
+            raise MessageError("a header value contains a line break")
+        headers = [
+            self._fixed,
+            _address_header("To", to_name, to_email),
+            encode_header("Subject", content.subject),
+            f"Date: {format_datetime(date)}\r\nMessage-ID: {message_id}\r\n".encode("ascii"),
+        ]
         if unsubscribe_url:
-            targets = [f"<{unsubscribe_url}>"]
-            if sender.unsubscribe_mailto:
-                targets.append(f"<mailto:{sender.unsubscribe_mailto}?subject=unsubscribe>")
-            message["List-Unsubscribe"] = ", ".join(targets)
-            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    except (ValueError, TypeError, IndexError) as error:
-        raise MessageError(f"cannot address a message to {to_email!r}: {error}") from None
-    message.set_content(content.text, subtype="plain", charset="utf-8")
-    message.add_alternative(content.html, subtype="html", charset="utf-8")
-    return message
+            headers.append(self._unsubscribe(unsubscribe_url))
+        body = [self._mime, self._text_head, _quoted_printable(content.text),
+                self._html_head, _quoted_printable(content.html), self._end]  # fmt: skip
+        return b"".join(headers + body)
 
-
-def _recipient(name: str, email_address: str) -> Address:
-    username, at, domain = email_address.rpartition("@")
-    if not at:
-        raise ValueError("not an email address")
-    return Address(display_name=name, username=username, domain=domain)
+    def _unsubscribe(self, url: str) -> bytes:
+        if _BREAKS.search(url) or not url.isascii():
+            raise MessageError(f"unsubscribe URL {url!r} cannot go in a header")
+        targets = [f"<{url}>"]
+        if self.sender.unsubscribe_mailto:
+            targets.append(f"<mailto:{self.sender.unsubscribe_mailto}?subject=unsubscribe>")
+        value = ",\r\n ".join(targets)
+        long = len("List-Unsubscribe: ") + len(targets[0]) > MAX_LINE
+        header = f"List-Unsubscribe:\r\n {value}" if long else f"List-Unsubscribe: {value}"
+        return f"{header}\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n".encode("ascii")

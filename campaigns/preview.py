@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 
 from sqlalchemy.engine import Engine
 
@@ -17,7 +16,7 @@ from campaigns.context import (
     visit_views,
 )
 from campaigns.errors import TemplateError, UserError
-from campaigns.message import build_message, new_message_id, sender_from
+from campaigns.message import MessageComposer, new_message_id, sender_from
 from campaigns.render import CampaignRenderer, Rendered
 from campaigns.segments import member_ids
 from campaigns.tokens import make_token, unsubscribe_url, web_secret
@@ -27,7 +26,7 @@ from campaigns.tokens import make_token, unsubscribe_url, web_secret
 class Preview:
     client: ClientView
     rendered: Rendered
-    message: EmailMessage
+    message: bytes  # exactly as it would be sent
     note: str | None = None
 
 
@@ -61,8 +60,8 @@ def preview_campaign(
     article = renderer.articles[0] if renderer.articles else None
     rendered = renderer.render(client, last_visit, next_visit, link, article)
     sender = sender_from(settings.mail)
-    message = build_message(
-        rendered, sender, to_name=client.full_name, to_email=client.email,
+    message = MessageComposer(sender).compose(
+        rendered, to_name=client.full_name, to_email=client.email,
         message_id=new_message_id(sender), date=now, unsubscribe_url=link,
     )  # fmt: skip
     return Preview(client, rendered, message, note)

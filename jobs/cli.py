@@ -292,7 +292,7 @@ def preview(app: App, campaign: str, email: str | None, shape: str) -> int:
     if shown.note:
         console.warn(shown.note)
     if shape == "eml":
-        sys.stdout.buffer.write(bytes(shown.message))
+        sys.stdout.buffer.write(shown.message)
     else:
         click.echo(shown.rendered.text if shape == "text" else shown.rendered.html, nl=False)
     return EXIT_OK
