@@ -1,0 +1,139 @@
+"""Building personalised messages: rebook against the bare ``email`` package, same run.
+
+    python bench/render.py [--messages 20000] [--campaign book-next-massage]
+
+Three timings over the same clients:
+
+  bare      EmailMessage built and serialised from bodies rendered beforehand
+            (the cost of the standard library alone: the reference)
+  stdlib    rebook's render (Jinja, pre-inlined CSS, text part) + that same
+            EmailMessage: rebook's overhead on top of the bare package
+  rebook    rebook's render + rebook's MessageComposer: what rebook does
+
+and checks that every 50th rebook message parses back like the bare one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import email.policy
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from campaigns.config import load_settings  # noqa: E402
+from campaigns.context import ClientView, sample_client  # noqa: E402
+from campaigns.message import MessageComposer, new_message_id, sender_from  # noqa: E402
+from campaigns.render import CampaignRenderer  # noqa: E402
+from campaigns.resources import example_config  # noqa: E402
+from campaigns.sample import FIRST_NAMES, LAST_NAMES  # noqa: E402
+from campaigns.tokens import make_token, unsubscribe_url  # noqa: E402
+
+
+def clients(count: int) -> list[ClientView]:
+    rng = random.Random(7)
+    return [
+        ClientView(f"C{i:06d}", rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES), f"client.{i}@example.com", ())
+        for i in range(count)
+    ]
+
+
+def bare_message(subject, text, html, sender, client, message_id, now, link) -> bytes:
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"] = Address(sender.name, addr_spec=sender.address)
+    message["To"] = Address(client.full_name, addr_spec=client.email)
+    message["Subject"] = subject
+    message["Date"] = now
+    message["Message-ID"] = message_id
+    if sender.reply_to:
+        message["Reply-To"] = sender.reply_to
+    if link:
+        message["List-Unsubscribe"] = f"<{link}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(text, subtype="plain", charset="utf-8")
+    message.add_alternative(html, subtype="html", charset="utf-8")
+    return bytes(message)
+
+
+def reading(raw: bytes) -> tuple:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    headers = tuple(str(message[name]).strip() for name in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe"))
+    parts = tuple(part.get_content().replace("\r\n", "\n").rstrip("\n") for part in message.iter_parts())
+    return headers, parts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--campaign", default="book-next-massage")
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "config.toml"
+        config.write_text(example_config().read_text())
+        settings = load_settings(config)
+    now = datetime.now(UTC)
+    _, last_visit, next_visit = sample_client(now, settings.clinic.timezone)
+    sender = sender_from(settings.mail)
+    marketing = settings.campaigns[options.campaign].marketing
+    people = clients(options.messages)
+    links = [unsubscribe_url(settings.web.public_url, make_token(b"secret", c.id)) if marketing else None for c in people]
+    ids = [new_message_id(sender) for _ in people]
+
+    started = time.perf_counter()
+    renderer = CampaignRenderer(settings, options.campaign)
+    prepare_s = time.perf_counter() - started
+    article = renderer.articles[0] if renderer.articles else None
+    rendered = [renderer.render(c, last_visit, next_visit, link, article) for c, link in zip(people, links, strict=True)]
+
+    def run_bare():
+        return [bare_message(r.subject, r.text, r.html, sender, c, i, now, link)
+                for r, c, i, link in zip(rendered, people, ids, links, strict=True)]  # fmt: skip
+
+    def run_stdlib():
+        out = []
+        for c, i, link in zip(people, ids, links, strict=True):
+            r = renderer.render(c, last_visit, next_visit, link, article)
+            out.append(bare_message(r.subject, r.text, r.html, sender, c, i, now, link))
+        return out
+
+    def run_rebook():
+        composer = MessageComposer(sender)
+        return [
+            composer.compose(renderer.render(c, last_visit, next_visit, link, article), to_name=c.full_name,
+                             to_email=c.email, message_id=i, date=now, unsubscribe_url=link)
+            for c, i, link in zip(people, ids, links, strict=True)
+        ]  # fmt: skip
+
+    timings = {}
+    outputs = {}
+    for name, run in (("bare", run_bare), ("stdlib", run_stdlib), ("rebook", run_rebook)):
+        started = time.perf_counter()
+        outputs[name] = run()
+        timings[name] = time.perf_counter() - started
+    checked = range(0, options.messages, 50)
+    mismatches = sum(reading(outputs["rebook"][n]) != reading(outputs["bare"][n]) for n in checked)
+
+    n = options.messages
+    size = sum(map(len, outputs["rebook"])) / n
+    print(f"{n:,} messages of campaign {options.campaign!r} (~{size / 1024:.1f} KiB each); templates prepared once in {prepare_s * 1000:.0f} ms")
+    for name, label in (("bare", "bare email package, bodies pre-rendered"),
+                        ("stdlib", "rebook render + email package"),
+                        ("rebook", "rebook render + rebook composer")):  # fmt: skip
+        seconds = timings[name]
+        print(f"  {label:42s} {seconds:6.2f} s  {n / seconds:7,.0f} msg/s  {seconds / n * 1e6:6.0f} µs/msg")
+    print(f"  overhead of rebook's rendering on the bare package: {timings['stdlib'] / timings['bare']:.2f}x (target < 1.5x)")
+    print(f"  rebook as shipped against the bare package:         {timings['rebook'] / timings['bare']:.2f}x")
+    print(f"  parsed back identically: {len(checked) - mismatches}/{len(checked)} sampled messages")
+
+
+if __name__ == "__main__":
+    main()
