@@ -42,7 +42,13 @@ from campaigns.tokens import make_token, unsubscribe_url  # noqa: E402
 def clients(count: int) -> list[ClientView]:
     rng = random.Random(7)
     return [
-        ClientView(f"C{i:06d}", rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES), f"client.{i}@example.com", ())
+        ClientView(
+            f"C{i:06d}",
+            rng.choice(FIRST_NAMES),
+            rng.choice(LAST_NAMES),
+            f"client.{i}@example.com",
+            (),
+        )
         for i in range(count)
     ]
 
@@ -66,13 +72,20 @@ def bare_message(subject, text, html, sender, client, message_id, now, link) -> 
 
 def reading(raw: bytes) -> tuple:
     message = email.message_from_bytes(raw, policy=email.policy.default)
-    headers = tuple(str(message[name]).strip() for name in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe"))
-    parts = tuple(part.get_content().replace("\r\n", "\n").rstrip("\n") for part in message.iter_parts())
+    headers = tuple(
+        str(message[name]).strip()
+        for name in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe")
+    )
+    parts = tuple(
+        part.get_content().replace("\r\n", "\n").rstrip("\n") for part in message.iter_parts()
+    )
     return headers, parts
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--campaign", default="book-next-massage")
     options = parser.parse_args()
@@ -85,14 +98,20 @@ def main() -> None:
     sender = sender_from(settings.mail)
     marketing = settings.campaigns[options.campaign].marketing
     people = clients(options.messages)
-    links = [unsubscribe_url(settings.web.public_url, make_token(b"secret", c.id)) if marketing else None for c in people]
+    links = [
+        unsubscribe_url(settings.web.public_url, make_token(b"secret", c.id)) if marketing else None
+        for c in people
+    ]
     ids = [new_message_id(sender) for _ in people]
 
     started = time.perf_counter()
     renderer = CampaignRenderer(settings, options.campaign)
     prepare_s = time.perf_counter() - started
     article = renderer.articles[0] if renderer.articles else None
-    rendered = [renderer.render(c, last_visit, next_visit, link, article) for c, link in zip(people, links, strict=True)]
+    rendered = [
+        renderer.render(c, last_visit, next_visit, link, article)
+        for c, link in zip(people, links, strict=True)
+    ]
 
     def run_bare():
         return [bare_message(r.subject, r.text, r.html, sender, c, i, now, link)
@@ -124,14 +143,22 @@ def main() -> None:
 
     n = options.messages
     size = sum(map(len, outputs["rebook"])) / n
-    print(f"{n:,} messages of campaign {options.campaign!r} (~{size / 1024:.1f} KiB each); templates prepared once in {prepare_s * 1000:.0f} ms")
+    print(
+        f"{n:,} messages of campaign {options.campaign!r} (~{size / 1024:.1f} KiB each); templates prepared once in {prepare_s * 1000:.0f} ms"
+    )
     for name, label in (("bare", "bare email package, bodies pre-rendered"),
                         ("stdlib", "rebook render + email package"),
                         ("rebook", "rebook render + rebook composer")):  # fmt: skip
         seconds = timings[name]
-        print(f"  {label:42s} {seconds:6.2f} s  {n / seconds:7,.0f} msg/s  {seconds / n * 1e6:6.0f} µs/msg")
-    print(f"  overhead of rebook's rendering on the bare package: {timings['stdlib'] / timings['bare']:.2f}x (target < 1.5x)")
-    print(f"  rebook as shipped against the bare package:         {timings['rebook'] / timings['bare']:.2f}x")
+        print(
+            f"  {label:42s} {seconds:6.2f} s  {n / seconds:7,.0f} msg/s  {seconds / n * 1e6:6.0f} µs/msg"
+        )
+    print(
+        f"  overhead of rebook's rendering on the bare package: {timings['stdlib'] / timings['bare']:.2f}x (target < 1.5x)"
+    )
+    print(
+        f"  rebook as shipped against the bare package:         {timings['rebook'] / timings['bare']:.2f}x"
+    )
     print(f"  parsed back identically: {len(checked) - mismatches}/{len(checked)} sampled messages")
 
 

@@ -113,3 +113,24 @@ def sample_client(now: datetime, zone: tzinfo) -> tuple[ClientView, VisitView, V
         VisitView((local - timedelta(weeks=8)).replace(hour=10), "remedial-massage", "Sam Carter"),
         VisitView((local + timedelta(days=1)).replace(hour=14), "back-pain-massage", "Sam Carter"),
     )
+
+
+def visit_views_for(
+    connection: Connection, client_ids: list[str], segment: Segment, now: datetime, zone: tzinfo
+) -> dict[str, tuple[VisitView | None, VisitView | None]]:
+    """``visit_views`` for many clients in two queries: a campaign renders in batches."""
+    attended = select(visits).where(
+        visits.c.client_id.in_(client_ids), visits.c.status == "attended", visits.c.starts_at <= now
+    )
+    if segment.services:
+        attended = attended.where(visits.c.service.in_(segment.services))
+    booked = select(visits).where(
+        visits.c.client_id.in_(client_ids), visits.c.status == "booked", visits.c.starts_at > now
+    )
+    last: dict[str, VisitView | None] = {}
+    for row in connection.execute(attended.order_by(visits.c.client_id, visits.c.starts_at.desc())):
+        last.setdefault(row.client_id, _view(row, zone))
+    upcoming: dict[str, VisitView | None] = {}
+    for row in connection.execute(booked.order_by(visits.c.client_id, visits.c.starts_at)):
+        upcoming.setdefault(row.client_id, _view(row, zone))
+    return {client_id: (last.get(client_id), upcoming.get(client_id)) for client_id in client_ids}

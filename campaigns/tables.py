@@ -9,16 +9,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -128,4 +131,51 @@ app_state = Table(
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+SEND_STATUSES = ("queued", "claimed", "sending", "sent", "deferred", "failed")
+
+# The send ledger: one row per (campaign, client, key), written before a
+# message leaves. queued → claimed (by a worker, in a batch) → sending (one
+# per SMTP connection, committed before the transaction starts) → sent,
+# deferred (retried from next_attempt_at) or failed.
+sends = Table(
+    "sends",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("campaign", String(100), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("key", String(200), nullable=False, comment="'once', the repeat period or the article"),
+    Column("marketing", Boolean, nullable=False),
+    Column("email", String(320), nullable=False, comment="the address it went to"),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_reply", Text, nullable=False, server_default=""),
+    Column("message_id", String(255)),
+    Column("worker", String(32)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("next_attempt_at", UTCDateTime),
+    UniqueConstraint("campaign", "client_id", "key"),
+    CheckConstraint(
+        "status IN ('queued', 'claimed', 'sending', 'sent', 'deferred', 'failed')", name="status"
+    ),
+    Index(None, "campaign", "status", "next_attempt_at"),
+    Index(None, "client_id", "created_at"),
+    Index(None, "email"),
+)
+
+# Processes running campaigns, so that a run can tell a crashed worker's
+# claimed and in-flight rows from a live one's.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
 )

@@ -40,6 +40,55 @@ def warn(message: str) -> None:
 
 
 @contextmanager
+def count_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar of messages on a terminal, nothing when stderr is piped."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def send_summary(report) -> list[str]:
+    """A campaign run in a few lines: what happened, and what was skipped and why."""
+    outcomes = report.outcomes
+    verb = "would send" if report.dry_run else "sent"
+    count = len(report.would_send) if report.dry_run else outcomes["sent"]
+    head = f"{report.campaign}: {report.members} in the segment; {verb} {count}"
+    if not report.dry_run:
+        head += f", deferred {outcomes['deferred']}, failed {outcomes['failed']}"
+        if report.bounced:
+            head += f" ({report.bounced} hard bounce(s), now suppressed)"
+    lines = [head]
+    if report.left_out:
+        reasons = ", ".join(f"{reason} {number}" for reason, number in report.left_out.items())
+        lines.append(f"  skipped {sum(report.left_out.values())}: {reasons}")
+    if report.recovered:
+        lines.append(f"  recovered {report.recovered} message(s) left behind by a stopped run")
+    for address, reply in report.failures[:20]:
+        lines.append(f"  failed: {address}: {reply}")
+    if len(report.failures) > 20:
+        lines.append(f"  … and {len(report.failures) - 20} more failures (rebook history EMAIL)")
+    return lines
+
+
+@contextmanager
 def file_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
     """A progress bar on a terminal, nothing when stderr is piped."""
     if not sys.stderr.isatty():

@@ -1,0 +1,157 @@
+"""Who a campaign run sends to, and under which ledger key.
+
+The audience is the segment's members, less (for marketing) those without
+consent and every suppressed address, less (for every kind) hard-bounced and
+forgotten addresses, less everyone the ledger says already had this
+campaign's key (or had the campaign within ``repeat_after``). It is one SQL
+query, and ``enqueue`` turns it into ``queued`` ledger rows with one
+``INSERT … SELECT … ON CONFLICT DO NOTHING``, so two workers enqueuing at once
+still make one row per client and key.
+
+Keys: ``once`` without ``repeat_after``; the number of the ``repeat_after``
+period ``now`` falls in otherwise; the article's name for a series, where
+each client gets the first article of the list they have not had yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    not_,
+    select,
+    true,
+)
+from sqlalchemy.engine import Connection
+
+from campaigns.config import Campaign, Segment
+from campaigns.durations import format_duration
+from campaigns.segments import segment_conditions
+from campaigns.tables import UTCDateTime, clients, sends, suppressions
+
+ONCE = "once"
+ALWAYS_SUPPRESSED = ("bounced", "forgotten")  # even transactional mail never goes there
+
+
+def period_key(campaign: Campaign, now: datetime) -> str:
+    """The ledger key of this run: ``once``, or which ``repeat_after`` period ``now`` is in."""
+    if campaign.repeat_after is None:
+        return ONCE
+    seconds = int(campaign.repeat_after.total_seconds())
+    return f"every-{format_duration(campaign.repeat_after)}:{int(now.timestamp()) // seconds}"
+
+
+@dataclass(frozen=True)
+class Audience:
+    """One campaign run's audience: who, and under which key."""
+
+    name: str
+    campaign: Campaign
+    segment: Segment
+    now: datetime
+    articles: list[str] = field(default_factory=list)  # a series, in order
+
+    def _had(self, key: ColumnElement | str) -> ColumnElement[bool]:
+        return exists().where(
+            sends.c.campaign == self.name, sends.c.client_id == clients.c.id, sends.c.key == key
+        )
+
+    def key_column(self) -> ColumnElement:
+        if self.articles:  # the first article of the series this client has not had
+            return case(*((not_(self._had(name)), name) for name in self.articles), else_=None)
+        return literal(period_key(self.campaign, self.now))
+
+    def filters(self) -> list[tuple[str, ColumnElement[bool]]]:
+        """Each reason a member is left out, as (reason, condition that keeps them)."""
+        reasons = []
+        if self.campaign.marketing:
+            reasons.append(("no marketing consent", clients.c.marketing_consent.is_(True)))
+        barred = exists().where(suppressions.c.address == clients.c.email)
+        if not self.campaign.marketing:
+            barred = barred.where(suppressions.c.reason.in_(ALWAYS_SUPPRESSED))
+        reasons.append(("unsubscribed or bounced", not_(barred)))
+        if self.campaign.repeat_after is not None:
+            recent = exists().where(
+                sends.c.campaign == self.name,
+                sends.c.client_id == clients.c.id,
+                sends.c.created_at > self.now - self.campaign.repeat_after,
+            )
+            reasons.append(
+                (f"had it in the last {format_duration(self.campaign.repeat_after)}", not_(recent))
+            )
+        if self.articles:
+            reasons.append(("had every article", self.key_column().is_not(None)))
+        else:
+            reasons.append(("already sent", not_(self._had(self.key_column()))))
+        return reasons
+
+    def select(self) -> Select:
+        """client_id, email, key of everyone this run should send to, in id order."""
+        return (
+            select(clients.c.id, clients.c.email, self.key_column().label("key"))
+            .where(
+                *segment_conditions(self.segment, self.now), *(keep for _, keep in self.filters())
+            )
+            .order_by(clients.c.id)
+        )
+
+    def explain(self, connection: Connection) -> tuple[int, dict[str, int]]:
+        """How many members the segment has now, and how many each filter leaves out."""
+        conditions = list(segment_conditions(self.segment, self.now))
+        count = connection.execute(
+            select(func.count()).select_from(clients).where(*conditions)
+        ).scalar_one()
+        members, left_out = count, {}
+        for reason, keep in self.filters():
+            conditions.append(keep)
+            remaining = connection.execute(
+                select(func.count()).select_from(clients).where(and_(*conditions))
+            ).scalar_one()
+            if count - remaining:
+                left_out[reason] = count - remaining
+            count = remaining
+        return members, left_out
+
+    def enqueue(self, connection: Connection) -> int:
+        """Add a ``queued`` ledger row for each member of the audience; return how many were new."""
+        insert = _dialect_insert(connection)
+        audience = self.select().subquery()
+        now = literal(self.now, UTCDateTime)
+        rows = select(
+            literal(self.name), audience.c.id, audience.c.key, literal(self.campaign.marketing),
+            audience.c.email, literal("queued"), now, now,
+        ).where(true())  # SQLite reads "FROM … ON CONFLICT" as a join without a WHERE  # fmt: skip
+        statement = (
+            insert(sends)
+            .from_select(
+                [
+                    "campaign",
+                    "client_id",
+                    "key",
+                    "marketing",
+                    "email",
+                    "status",
+                    "created_at",
+                    "updated_at",
+                ],
+                rows,
+            )
+            .on_conflict_do_nothing(index_elements=["campaign", "client_id", "key"])
+        )
+        return connection.execute(statement).rowcount
+
+
+def _dialect_insert(connection: Connection):
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert

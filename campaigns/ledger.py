@@ -1,0 +1,262 @@
+"""The send ledger as one worker writes it: claim, start, record, recover.
+
+Every message is in the ledger before it leaves. The states and the writes
+that move them:
+
+    queued ──claim (a batch, FOR UPDATE SKIP LOCKED)──▶ claimed
+    claimed ──start (committed before the SMTP transaction)──▶ sending
+    sending ──record──▶ sent | deferred (retried when due) | failed
+
+A connection's ``start`` is committed together with the result of that
+connection's previous message, so at any moment a worker has at most one row
+per connection in ``sending``: after a crash, those (and only those) are sent
+again, with the Message-ID they already carry. Rows a crashed worker had
+claimed but not started go back to ``queued``: they never left.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import String, bindparam, cast, delete, func, insert, literal, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from campaigns.tables import sends, suppressions, workers
+
+HEARTBEAT_EVERY = timedelta(seconds=5)
+DEAD_AFTER = timedelta(
+    seconds=30
+)  # a worker on another host is presumed dead when silent this long
+BOUNCE_CODES = (550, 551, 553)  # refused recipients: the address is suppressed
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A ledger row this worker owns and will send."""
+
+    id: int
+    client_id: str
+    key: str
+    email: str
+    message_id: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of one message."""
+
+    id: int
+    status: str  # sent, deferred or failed
+    reply: str
+    next_attempt_at: datetime | None = None
+    bounced_address: str | None = None  # set for a hard bounce: suppress it
+
+
+def _alive_here(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Ledger:
+    """One worker's view of one campaign's rows in ``sends``."""
+
+    def __init__(self, engine: Engine, campaign: str, message_domain: str) -> None:
+        self.engine, self.campaign = engine, campaign
+        self.worker = secrets.token_hex(8)
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self._message_id = (
+            literal("<") + cast(sends.c.id, String) + literal(f".{self.worker}@{message_domain}>")
+        )
+
+    def writing(self) -> Connection:
+        """A connection whose transactions take SQLite's write lock at BEGIN."""
+        return self.engine.connect().execution_options(sqlite_immediate=True)
+
+    # -- workers ---------------------------------------------------------------
+
+    def register(self, now: datetime) -> None:
+        with self.writing() as connection, connection.begin():
+            connection.execute(
+                insert(workers).values(
+                    id=self.worker, host=self.host, pid=self.pid, started_at=now, heartbeat_at=now
+                )
+            )
+
+    def heartbeat(self, now: datetime) -> None:
+        with self.writing() as connection, connection.begin():
+            connection.execute(
+                update(workers).where(workers.c.id == self.worker).values(heartbeat_at=now)
+            )
+
+    def retire(self) -> None:
+        """Leave: rows claimed but not started go back to the queue."""
+        with self.writing() as connection, connection.begin():
+            connection.execute(
+                update(sends)
+                .where(sends.c.worker == self.worker, sends.c.status == "claimed")
+                .values(status="queued", worker=None)
+            )
+            connection.execute(delete(workers).where(workers.c.id == self.worker))
+
+    def recover(self, now: datetime) -> int:
+        """Requeue the claimed and in-flight rows of workers that are gone; return how many."""
+        with self.writing() as connection, connection.begin():
+            dead = [
+                row.id
+                for row in connection.execute(select(workers))
+                if row.id != self.worker
+                and (
+                    row.heartbeat_at < now - DEAD_AFTER
+                    or (row.host == self.host and not _alive_here(row.pid))
+                )
+            ]
+            if dead:
+                connection.execute(delete(workers).where(workers.c.id.in_(dead)))
+            orphaned = (
+                update(sends)
+                .where(
+                    sends.c.campaign == self.campaign,
+                    sends.c.status.in_(("claimed", "sending")),
+                    sends.c.worker.not_in(select(workers.c.id)),
+                )
+                .values(status="queued", worker=None, updated_at=now)
+            )
+            return connection.execute(orphaned).rowcount
+
+    # -- the work ---------------------------------------------------------------
+
+    def claim(self, limit: int, now: datetime) -> list[Claimed]:
+        """Take up to ``limit`` queued or due deferred rows; other workers skip them."""
+        ready = (
+            select(sends.c.id)
+            .where(
+                sends.c.campaign == self.campaign,
+                or_(
+                    sends.c.status == "queued",
+                    (sends.c.status == "deferred") & (sends.c.next_attempt_at <= now),
+                ),
+            )
+            .order_by(sends.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(sends)
+            .where(sends.c.id.in_(ready.scalar_subquery()))
+            .values(
+                status="claimed",
+                worker=self.worker,
+                updated_at=now,
+                message_id=func.coalesce(sends.c.message_id, self._message_id),
+            )
+            .returning(
+                sends.c.id,
+                sends.c.client_id,
+                sends.c.key,
+                sends.c.email,
+                sends.c.message_id,
+                sends.c.attempts,
+            )
+        )
+        with self.writing() as connection, connection.begin():
+            rows = connection.execute(statement).all()
+        return sorted((Claimed(*row) for row in rows), key=lambda claimed: claimed.id)
+
+    def commit(self, starting: Iterable[int], results: Iterable[Result], now: datetime) -> None:
+        """One transaction: record finished messages, then mark the next ones as leaving."""
+        starting, results = list(starting), list(results)
+        with self.writing() as connection, connection.begin():
+            if results:
+                self._record(connection, results, now)
+            if starting:
+                connection.execute(
+                    update(sends)
+                    .where(sends.c.id.in_(starting))
+                    .values(status="sending", attempts=sends.c.attempts + 1, updated_at=now)
+                )
+
+    def _record(self, connection: Connection, results: list[Result], now: datetime) -> None:
+        connection.execute(
+            update(sends)
+            .where(sends.c.id == bindparam("row_id"))
+            .values(
+                status=bindparam("new_status"),
+                last_reply=bindparam("reply"),
+                next_attempt_at=bindparam("retry_at"),
+                sent_at=bindparam("sent_at"),
+                worker=None,
+                updated_at=now,
+            ),
+            [
+                {
+                    "row_id": r.id,
+                    "new_status": r.status,
+                    "reply": r.reply[:2000],
+                    "retry_at": r.next_attempt_at,
+                    "sent_at": now if r.status == "sent" else None,
+                }
+                for r in results
+            ],
+        )
+        bounced = {r.bounced_address for r in results if r.bounced_address}
+        for address in bounced:
+            suppress(
+                connection,
+                address,
+                "bounced",
+                next(r.reply for r in results if r.bounced_address == address),
+                now,
+            )
+
+    def release(self, ids: Iterable[int], now: datetime) -> None:
+        """Give claimed rows back to the queue (a run stopping early)."""
+        ids = list(ids)
+        if ids:
+            with self.writing() as connection, connection.begin():
+                connection.execute(
+                    update(sends)
+                    .where(sends.c.id.in_(ids), sends.c.status == "claimed")
+                    .values(status="queued", worker=None, updated_at=now)
+                )
+
+    def waiting(self, now: datetime) -> int:
+        """Rows of this campaign ready to go now."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(func.count())
+                .select_from(sends)
+                .where(
+                    sends.c.campaign == self.campaign,
+                    or_(
+                        sends.c.status == "queued",
+                        (sends.c.status == "deferred") & (sends.c.next_attempt_at <= now),
+                    ),
+                )
+            ).scalar_one()
+
+
+def suppress(connection: Connection, address: str, reason: str, detail: str, now: datetime) -> bool:
+    """Put an address on the suppression list; False if it already was."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    statement = (
+        dialect_insert(suppressions)
+        .values(
+            address=address.strip().lower(), reason=reason, detail=detail[:2000], created_at=now
+        )
+        .on_conflict_do_nothing(index_elements=["address"])
+    )
+    return connection.execute(statement).rowcount == 1

@@ -1,0 +1,33 @@
+"""A token bucket shared by every SMTP connection: the provider's rate, not per connection."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from campaigns.durations import Rate
+
+
+class TokenBucket:
+    """``acquire()`` returns when one more message may go; bursts up to one second's worth."""
+
+    def __init__(self, rate: Rate, clock=time.monotonic) -> None:
+        self.per_second = rate.per_second
+        self.capacity = max(1.0, self.per_second)
+        self._tokens = self.capacity
+        self._clock = clock
+        self._updated = clock()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.per_second)
+        self._updated = now
+
+    async def acquire(self) -> None:
+        async with self._lock:  # waiters are served in turn
+            self._refill()
+            if self._tokens < 1:
+                await asyncio.sleep((1 - self._tokens) / self.per_second)
+                self._refill()
+            self._tokens -= 1

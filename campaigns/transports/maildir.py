@@ -1,0 +1,35 @@
+"""Writing messages into a Maildir instead of sending them: for trying rebook out, and tests."""
+
+from __future__ import annotations
+
+import mailbox
+from pathlib import Path
+
+from campaigns.transports.base import Outcome, Outgoing, TransportUnavailable
+
+
+class MaildirTransport:
+    """Each message becomes one file in ``new/``, written to ``tmp/`` and renamed (atomic)."""
+
+    slots = 1
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._box: mailbox.Maildir | None = None
+
+    async def open(self) -> None:
+        try:
+            self._box = mailbox.Maildir(self.folder, create=True)
+        except OSError as error:
+            raise TransportUnavailable(f"mail.maildir: cannot use {self.folder}: {error}") from None
+
+    async def send(self, message: Outgoing, slot: int) -> Outcome:
+        assert self._box is not None, "open() first"
+        try:
+            key = self._box.add(message.data)
+        except OSError as error:
+            return Outcome("deferred", f"maildir: {error}")
+        return Outcome("sent", f"maildir: {key}")
+
+    async def close(self) -> None:
+        self._box = None

@@ -1,0 +1,103 @@
+"""Sending through an SMTP relay: long-lived connections, a shared rate limit, replies sorted.
+
+aiosmtplib raises one family of exceptions for every reply; what matters to
+the ledger is the code: 2xx sent, 4xx (or a dropped connection, or a
+timeout) deferred for a retry, 550/551/553 to RCPT a hard bounce (the
+address is suppressed), any other 5xx failed for that message only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiosmtplib
+
+from campaigns.config import Smtp
+from campaigns.ledger import BOUNCE_CODES
+from campaigns.ratelimit import TokenBucket
+from campaigns.transports.base import Outcome, Outgoing, TransportUnavailable
+
+# A dropped connection or a timeout: defer, and connect again. (SMTPConnectError
+# and the timeouts are OSError and TimeoutError subclasses too.)
+_CONNECTION_LOST = (
+    aiosmtplib.SMTPServerDisconnected,
+    aiosmtplib.SMTPTimeoutError,
+    OSError,
+    TimeoutError,
+)
+
+
+def classify(error: BaseException) -> tuple[Outcome, bool]:
+    """The outcome of a failed send, and whether the connection must be made again."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused) and error.recipients:
+        refused = error.recipients[0]
+        return _by_code(refused.code, refused.message, recipient=True), False
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        return _by_code(error.code, error.message), error.code == 421
+    if isinstance(error, _CONNECTION_LOST):
+        return Outcome("deferred", f"connection lost: {type(error).__name__}: {error}"), True
+    raise error
+
+
+def _by_code(code: int, message: str, recipient: bool = False) -> Outcome:
+    reply = f"{code} {message}".strip()
+    if 400 <= code < 500:
+        return Outcome("deferred", reply)
+    return Outcome("failed", reply, hard_bounce=recipient and code in BOUNCE_CODES)
+
+
+class SmtpTransport:
+    """``connections`` clients, each reused for message after message and reconnected when lost."""
+
+    def __init__(self, config: Smtp) -> None:
+        self.config = config
+        self.slots = config.connections
+        self._clients = [self._client() for _ in range(self.slots)]
+        self._bucket = TokenBucket(config.rate_limit) if config.rate_limit else None
+
+    def _client(self) -> aiosmtplib.SMTP:
+        config = self.config
+        return aiosmtplib.SMTP(
+            hostname=config.host,
+            port=config.port,
+            username=config.username,
+            password=config.password.get_secret_value() if config.password else None,
+            use_tls=config.security == "tls",
+            start_tls={"none": False, "starttls": True, "tls": False}[config.security],
+            timeout=config.timeout.total_seconds(),
+        )
+
+    async def open(self) -> None:
+        outcomes = await asyncio.gather(
+            *(client.connect() for client in self._clients), return_exceptions=True
+        )
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if len(failures) == len(outcomes):
+            await self.close()
+            raise TransportUnavailable(
+                f"smtp: cannot reach {self.config.host}:{self.config.port}: {failures[0]}"
+            )
+
+    async def send(self, message: Outgoing, slot: int) -> Outcome:
+        client = self._clients[slot]
+        if self._bucket is not None:
+            await self._bucket.acquire()
+        try:
+            if not client.is_connected:
+                await client.connect()
+            _, reply = await client.sendmail(message.sender, [message.recipient], message.data)
+        except Exception as error:  # sorted by classify; anything else is re-raised there
+            outcome, reconnect = classify(error)
+            if reconnect:
+                client.close()
+                self._clients[slot] = self._client()
+            return outcome
+        return Outcome("sent", reply)
+
+    async def close(self) -> None:
+        for client in self._clients:
+            if client.is_connected:
+                try:
+                    await asyncio.wait_for(client.quit(), timeout=5)
+                except (TimeoutError, aiosmtplib.SMTPException, OSError):
+                    client.close()
