@@ -65,20 +65,25 @@ def web_secret(connection: Connection, configured: SecretStr | None) -> bytes:
     """
     if configured is not None:
         return configured.get_secret_value().encode()
-    stored = connection.execute(
-        select(app_state.c.value).where(app_state.c.name == SECRET_NAME)
-    ).scalar()
+    query = select(app_state.c.value).where(app_state.c.name == SECRET_NAME)
+    stored = connection.execute(query).scalar()
+    connection.commit()  # end the read: the write below needs a transaction of its own
     if stored is None:
         insert = _insert_for(connection)
-        connection.execute(
-            insert(app_state)
-            .values(name=SECRET_NAME, value=secrets.token_urlsafe(32), created_at=datetime.now(UTC))
-            .on_conflict_do_nothing(index_elements=[app_state.c.name])
-        )
-        connection.commit()
+        connection.execution_options(sqlite_immediate=True)  # SQLite: take the write lock at BEGIN
+        with connection.begin():
+            connection.execute(
+                insert(app_state)
+                .values(
+                    name=SECRET_NAME, value=secrets.token_urlsafe(32), created_at=datetime.now(UTC)
+                )
+                .on_conflict_do_nothing(index_elements=[app_state.c.name])
+            )
+        connection.execution_options(sqlite_immediate=False)
         stored = connection.execute(
-            select(app_state.c.value).where(app_state.c.name == SECRET_NAME)
-        ).scalar_one()
+            query
+        ).scalar_one()  # ours, or the one another worker made first
+        connection.commit()
     return stored.encode()
 
 

@@ -14,7 +14,7 @@ import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -105,6 +105,7 @@ class Clinic:
 
     folder: Path
     database_url: str
+    engines: list[Engine] = field(default_factory=list)
 
     @property
     def config(self) -> Path:
@@ -126,14 +127,15 @@ class Clinic:
         url = self.database_url
         if url == "sqlite:///rebook.db":
             url = f"sqlite:///{self.folder / 'rebook.db'}"
-        return open_database(Database(url=url))
+        engine = open_database(Database(url=url))
+        self.engines.append(engine)
+        return engine
 
     def rows(self, table, *columns: str) -> list[tuple]:
         engine = self.engine()
         with engine.connect() as connection:
             query = select(*(table.c[name] for name in columns)).order_by(*columns)
             found = [tuple(row) for row in connection.execute(query)]
-        engine.dispose()
         return found
 
     def rebook(self, *args: str, env: dict[str, str] | None = None) -> Result:
@@ -156,20 +158,24 @@ def run_rebook(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Resu
 
 
 @pytest.fixture
-def clinic(tmp_path: Path, database_url: str) -> Clinic:
+def clinic(tmp_path: Path, database_url: str) -> Iterator[Clinic]:
     """A clinic on each database backend, config.toml written with the basics."""
     folder = tmp_path / "clinic"
     folder.mkdir()
     made = Clinic(folder, database_url)
     made.write_config()
-    return made
+    yield made
+    for engine in made.engines:
+        engine.dispose()
 
 
 @pytest.fixture
-def sqlite_clinic(tmp_path: Path) -> Clinic:
+def sqlite_clinic(tmp_path: Path) -> Iterator[Clinic]:
     """A clinic on SQLite only, for behaviour that does not depend on the backend."""
     folder = tmp_path / "clinic"
     folder.mkdir()
     made = Clinic(folder, "sqlite:///rebook.db")
     made.write_config()
-    return made
+    yield made
+    for engine in made.engines:
+        engine.dispose()

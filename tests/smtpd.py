@@ -1,0 +1,97 @@
+"""A real SMTP server for tests: aiosmtpd in a thread, with scripted misbehaviour.
+
+``script[address]`` is a list of what to do, one entry per attempt to that
+recipient: an SMTP reply such as ``"451 4.3.0 try later"`` or ``"550 5.1.1 no
+such user"`` (given to RCPT), ``"DATA 554 5.6.0 rejected"`` (given to DATA),
+``"drop"`` (close the connection) or ``"stall"`` (answer nothing for a while).
+An address with no entries left is accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import socket
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+    @property
+    def message(self):
+        return email.message_from_bytes(self.data, policy=email.policy.default)
+
+
+@dataclass
+class ScriptedHandler:
+    script: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    received: list[Received] = field(default_factory=list)
+    data_delay: float = 0.0
+    stall_seconds: float = 3.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _next(self, address: str) -> str | None:
+        with self.lock:
+            steps = self.script.get(address.lower())
+            return steps.pop(0) if steps else None
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        step = self._next(address)
+        if step == "drop":
+            server.transport.close()
+            return "421 4.4.2 closing"
+        if step == "stall":
+            await asyncio.sleep(self.stall_seconds)
+        elif step and not step.startswith("DATA"):
+            return step
+        if step and step.startswith("DATA"):
+            envelope.smtp_utf8 = False
+            session.data_reply = step.removeprefix("DATA ")
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        reply = getattr(session, "data_reply", None)
+        if reply:
+            session.data_reply = None
+            return reply
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
+        with self.lock:
+            self.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+            )
+        return "250 2.0.0 queued"
+
+    def addresses(self) -> list[str]:
+        with self.lock:
+            return [recipient for item in self.received for recipient in item.recipients]
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.handler = ScriptedHandler()
+        self.port = free_port()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> SmtpServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.controller.stop()
