@@ -1,0 +1,101 @@
+"""``rebook send``, ``history`` and ``unsubscribe`` as the clinic owner runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiosmtplib
+import pytest
+
+from campaigns.durations import Rate
+from campaigns.ratelimit import TokenBucket
+from campaigns.transports.smtp import classify
+
+from .smtpd import SmtpServer, free_port
+from .test_delivery import clinic_with
+
+
+def test_send_prints_a_summary_and_history_shows_it(sqlite_clinic):
+    with SmtpServer() as smtp:
+        smtp.handler.script["person2@example.com"] = ["550 5.1.1 no such user"]
+        clinic_with(sqlite_clinic, smtp.port)
+        result = sqlite_clinic.rebook("send", "book")
+    assert result.code == 0, result.err
+    assert result.err == ""  # no progress bar when piped
+    assert "book: 6 in the segment; sent 2, deferred 0, failed 1 (1 hard bounce(s), now suppressed)" in result.out
+    assert "skipped 3: no marketing consent 3" in result.out
+    assert "failed: person2@example.com: 550 5.1.1 no such user" in result.out
+    shown = sqlite_clinic.rebook("history", "Person2@Example.com")
+    assert "book" in shown.out and "failed" in shown.out and "550 5.1.1 no such user" in shown.out
+    assert "suppressed since" in shown.out and "bounced" in shown.out
+    data = json.loads(sqlite_clinic.rebook("history", "person0@example.com", "--json").out)
+    assert [s["status"] for s in data["sends"]] == ["sent"] and data["suppression"] is None
+    assert data["sends"][0]["message_id"].endswith("@waso.example>")
+
+
+def test_send_exits_1_when_the_server_cannot_be_reached(sqlite_clinic):
+    clinic_with(sqlite_clinic, free_port())
+    result = sqlite_clinic.rebook("send", "book")
+    assert result.code == 1
+    assert "cannot reach 127.0.0.1" in result.err and "Traceback" not in result.err
+
+
+def test_dry_run_lists_who_would_get_what(sqlite_clinic):
+    clinic_with(sqlite_clinic, free_port())
+    result = sqlite_clinic.rebook("send", "series", "--dry-run")
+    assert result.code == 0
+    assert "person4@example.com" in result.out and "articles/01-benefits-of-massage-for-lower-back-pain.md" in result.out
+    assert "would send 3" in result.out
+
+
+def test_unsubscribe_by_hand_stops_marketing(sqlite_clinic):
+    with SmtpServer() as smtp:
+        clinic_with(sqlite_clinic, smtp.port)
+        first = sqlite_clinic.rebook("unsubscribe", "PERSON0@example.com")
+        again = sqlite_clinic.rebook("unsubscribe", "person0@example.com")
+        sent = sqlite_clinic.rebook("send", "book")
+        assert "person0@example.com" not in smtp.handler.addresses()
+    assert first.code == 0 and "person0@example.com is unsubscribed" in first.out
+    assert "was already suppressed (manual" in again.out
+    assert "unsubscribed or bounced 1" in sent.out
+    bad = sqlite_clinic.rebook("unsubscribe", "nobody")
+    assert bad.code == 2 and "not a valid address" in bad.err
+
+
+def test_unknown_campaign_is_a_usage_error(sqlite_clinic):
+    result = sqlite_clinic.rebook("send", "nope")
+    assert result.code == 2 and "no campaign named 'nope'" in result.err
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "reconnect", "bounce"),
+    [
+        (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "no such user", "a@b")]), "failed", False, True),
+        (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(551, "not local", "a@b")]), "failed", False, True),
+        (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(553, "bad name", "a@b")]), "failed", False, True),
+        (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(552, "full", "a@b")]), "failed", False, False),
+        (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(450, "busy", "a@b")]), "deferred", False, False),
+        (aiosmtplib.SMTPDataError(554, "spam"), "failed", False, False),
+        (aiosmtplib.SMTPDataError(451, "later"), "deferred", False, False),
+        (aiosmtplib.SMTPSenderRefused(421, "closing", "x@y"), "deferred", True, False),
+        (aiosmtplib.SMTPServerDisconnected("gone"), "deferred", True, False),
+        (aiosmtplib.SMTPReadTimeoutError("slow"), "deferred", True, False),
+        (ConnectionResetError("reset"), "deferred", True, False),
+    ],
+)
+def test_replies_are_sorted_by_code(error, status, reconnect, bounce):
+    outcome, again = classify(error)
+    assert (outcome.status, again, outcome.hard_bounce) == (status, reconnect, bounce)
+
+
+def test_token_bucket_holds_the_rate_across_callers():
+    async def take(count: int) -> float:
+        bucket = TokenBucket(Rate.parse("20/s"))
+        started = time.monotonic()
+        await asyncio.gather(*(bucket.acquire() for _ in range(count)))
+        return time.monotonic() - started
+
+    assert asyncio.run(take(20)) < 0.2  # a second's worth goes at once
+    assert asyncio.run(take(40)) >= 0.9  # the next 20 wait their turn
