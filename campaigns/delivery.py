@@ -1,13 +1,19 @@
 """A campaign run: enqueue the audience, then claim, render, send and record, until done.
 
 ``run_campaign`` is a plain async function: ``rebook send`` calls it, the
-scheduler will, and tests do. It never raises for a single message's
-trouble; those end up in the ledger and the report.
+scheduler will, and tests do. A single message's trouble never raises: it
+ends up in the ledger and in the report.
+
+Inside a run, one producer claims rows in batches and has them rendered
+(in a helper process when the run is big, see ``campaigns.composing``),
+and one consumer per transport slot (an SMTP connection) sends them, each
+message's start committed before it leaves (``campaigns.committer``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -18,17 +24,19 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from campaigns.audience import Audience
+from campaigns.committer import Committer
+from campaigns.composing import Composer, ComposerProcess, Job
 from campaigns.config import Settings
-from campaigns.context import client_view, visit_views_for
-from campaigns.errors import RebookError
+from campaigns.context import ClientView, client_view, visit_views_for
 from campaigns.ledger import HEARTBEAT_EVERY, Claimed, Ledger, Result
-from campaigns.message import MessageComposer, sender_from
+from campaigns.message import sender_from
 from campaigns.render import CampaignRenderer
 from campaigns.tables import clients
 from campaigns.tokens import make_token, unsubscribe_url, web_secret
 from campaigns.transports import Outcome, Outgoing, Transport, TransportUnavailable, make_transport
 
 CLAIM_BATCH = 200  # rows claimed and rendered at a time
+PARALLEL_FROM = 2_000  # messages; below this a render process costs more than it saves
 Clock = Callable[[], datetime]
 Progress = Callable[[int, int], None]  # (messages done, messages to do)
 
@@ -71,8 +79,10 @@ async def run_campaign(
     clock: Clock = utc_now,
     transport: Transport | None = None,
     progress: Progress | None = None,
+    parallel: bool | None = None,
 ) -> RunReport:
-    run = CampaignRun(engine, settings, name, clock)
+    """Run campaign ``name`` once; ``parallel`` forces or forbids the render process."""
+    run = CampaignRun(engine, settings, name, clock, parallel)
     report = run.prepare_audience(dry_run)
     if dry_run:
         return report
@@ -86,31 +96,29 @@ async def run_campaign(
 class CampaignRun:
     """One run of one campaign by this process."""
 
-    def __init__(self, engine: Engine, settings: Settings, name: str, clock: Clock) -> None:
+    def __init__(
+        self, engine: Engine, settings: Settings, name: str, clock: Clock, parallel: bool | None
+    ) -> None:
         self.engine, self.settings, self.name, self.clock = engine, settings, name, clock
+        self.parallel = parallel
         self.campaign = settings.campaigns[name]
         self.segment = settings.segments[self.campaign.segment]
-        self.renderer = CampaignRenderer(
-            settings, name
-        )  # template errors surface before anything is queued
-        self.articles = {article.name: article for article in self.renderer.articles}
+        renderer = CampaignRenderer(settings, name)  # template errors before anything is queued
+        self.series = [article.name for article in renderer.articles]
         self.sender = sender_from(settings.mail)
-        self.composer = MessageComposer(self.sender)
         self.ledger = Ledger(engine, name, self.sender.domain)
         self.report = RunReport(name)
         self._secret: bytes | None = None
 
     def prepare_audience(self, dry_run: bool) -> RunReport:
-        now = self.clock()
-        audience = Audience(self.name, self.campaign, self.segment, now, list(self.articles))
+        audience = Audience(self.name, self.campaign, self.segment, self.clock(), self.series)
         report = self.report
         report.dry_run = dry_run
         with self.engine.connect() as connection:
             report.members, report.left_out = audience.explain(connection)
             if dry_run:
-                report.would_send = [
-                    (row.email, row.key) for row in connection.execute(audience.select())
-                ]
+                selected = connection.execute(audience.select())
+                report.would_send = [(row.email, row.key) for row in selected]
                 return report
             if self.campaign.marketing:
                 self._secret = web_secret(connection, self.settings.web.secret)
@@ -121,58 +129,73 @@ class CampaignRun:
     # -- delivering -------------------------------------------------------------
 
     async def deliver(self, transport: Transport, progress: Progress | None) -> None:
-        await transport.open()  # TransportUnavailable before anything is claimed
+        composer = self._composer(self.ledger.waiting(self.clock()))  # starts while we connect
+        try:
+            await transport.open()  # TransportUnavailable before anything is claimed
+            await self._deliver(transport, composer, progress)
+        finally:
+            composer.close()
+
+    async def _deliver(self, transport: Transport, composer, progress: Progress | None) -> None:
         self.ledger.register(self.clock())
         committer = Committer(self.ledger, self.clock)
-        queue: asyncio.Queue[tuple[Claimed, Outgoing] | None] = asyncio.Queue(maxsize=CLAIM_BATCH)
-        held: dict[int, Claimed] = {}  # claimed, not yet started
+        held: dict[int, Claimed] = {}  # claimed, not yet started: released if the run stops
         try:
             self.report.recovered = self.ledger.recover(self.clock())
             total = self.ledger.waiting(self.clock())
-            done = Counter()
-            consumers = [
-                asyncio.create_task(
-                    self._consume(transport, slot, queue, committer, held, done, total, progress)
-                )
-                for slot in range(transport.slots)
-            ]
-            beat = asyncio.create_task(self._heartbeat())
-            try:
-                await self._produce(queue, committer, held, transport.slots)
-                await asyncio.gather(*consumers)
-            finally:
-                beat.cancel()
-                for task in consumers:
-                    task.cancel()
-                await asyncio.gather(*consumers, beat, return_exceptions=True)
+            await self._pump(transport, composer, committer, held, total, progress)
         finally:
             committer.flush()
             self.ledger.release(held, self.clock())
             self.ledger.retire()
             await transport.close()
 
-    async def _produce(
-        self, queue, committer: Committer, held: dict[int, Claimed], slots: int
-    ) -> None:
+    async def _pump(self, transport, composer, committer, held, total, progress) -> None:
+        queue: asyncio.Queue[tuple[Claimed, Outgoing] | None] = asyncio.Queue(maxsize=CLAIM_BATCH)
+        done = Counter()
+
+        async def consume(slot: int) -> None:
+            while (item := await queue.get()) is not None:
+                claimed, outgoing = item
+                await committer.start(claimed.id)
+                held.pop(claimed.id, None)
+                outcome = await transport.send(outgoing, slot)
+                committer.finish(self._result(claimed, outcome))
+                done[outcome.status] += 1
+                if progress:
+                    progress(sum(done.values()), total)
+
+        consumers = [asyncio.create_task(consume(slot)) for slot in range(transport.slots)]
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._produce(queue, composer, committer, held, transport.slots)
+            await asyncio.gather(*consumers)
+        finally:
+            for task in (*consumers, beat):
+                task.cancel()
+            await asyncio.gather(*consumers, beat, return_exceptions=True)
+
+    async def _produce(self, queue, composer, committer, held, slots: int) -> None:
         while batch := self.ledger.claim(CLAIM_BATCH, self.clock()):
-            for claimed, outgoing in self._compose(batch, committer):
-                held[claimed.id] = claimed
-                await queue.put((claimed, outgoing))
+            held.update((claimed.id, claimed) for claimed in batch)
+            for claimed, built in zip(
+                batch, await composer.compose(self._jobs(batch)), strict=True
+            ):
+                if isinstance(built, str):  # could not be built: fails alone, never leaves
+                    held.pop(claimed.id)
+                    committer.finish(self._result(claimed, Outcome("failed", built)))
+                else:
+                    outgoing = Outgoing(claimed.id, self.sender.address, claimed.email, built)
+                    await queue.put((claimed, outgoing))
         for _ in range(slots):
             await queue.put(None)
 
-    async def _consume(
-        self, transport, slot, queue, committer, held, done, total, progress
-    ) -> None:
-        while (item := await queue.get()) is not None:
-            claimed, outgoing = item
-            await committer.start(claimed.id)
-            held.pop(claimed.id, None)
-            outcome = await transport.send(outgoing, slot)
-            committer.finish(self._result(claimed, outcome))
-            done[outcome.status] += 1
-            if progress:
-                progress(sum(done.values()), total)
+    def _composer(self, total: int) -> Composer | ComposerProcess:
+        """Render in a helper process when the run is big and there is a core to spare."""
+        parallel = self.parallel
+        if parallel is None:
+            parallel = total >= PARALLEL_FROM and (os.cpu_count() or 1) > 1
+        return (ComposerProcess if parallel else Composer)(self.settings, self.name)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -191,93 +214,34 @@ class CampaignRun:
             self.report.failures.append((claimed.email, reply))
         if outcome.hard_bounce:
             self.report.bounced += 1
-        return Result(
-            claimed.id, status, reply, retry, claimed.email if outcome.hard_bounce else None
-        )
+        bounced = claimed.email if outcome.hard_bounce else None
+        return Result(claimed.id, status, reply, retry, bounced)
 
-    # -- rendering --------------------------------------------------------------
+    # -- what to render -----------------------------------------------------------
 
-    def _compose(self, batch: list[Claimed], committer: Committer):
-        """Render and compose a batch; a message that cannot be built fails alone."""
-        now, zone = self.clock(), self.settings.clinic.timezone
-        ids = [claimed.client_id for claimed in batch]
+    def _jobs(self, batch: list[Claimed]) -> list[Job]:
+        """The data each message of a batch is rendered from, read in three queries."""
+        now, ids = self.clock(), [claimed.client_id for claimed in batch]
         with self.engine.connect() as connection:
-            rows = {
-                row.id: row
-                for row in connection.execute(select(clients).where(clients.c.id.in_(ids)))
-            }
-            visits = visit_views_for(connection, ids, self.segment, now, zone)
-        for claimed in batch:
-            try:
-                yield claimed, self._outgoing(claimed, rows.get(claimed.client_id), visits, now)
-            except RebookError as error:
-                failed = Outcome("failed", f"not sent: {error}")
-                committer.finish(self._result(claimed, failed))
+            found = connection.execute(select(clients).where(clients.c.id.in_(ids)))
+            rows = {row.id: row for row in found}
+            visits = visit_views_for(
+                connection, ids, self.segment, now, self.settings.clinic.timezone
+            )
+        return [self._job(claimed, rows.get(claimed.client_id), visits[claimed.client_id], now)
+                for claimed in batch]  # fmt: skip
 
-    def _outgoing(self, claimed: Claimed, row, visits, now: datetime) -> Outgoing:
-        if row is None:
-            raise RebookError(f"client {claimed.client_id!r} no longer exists")
-        client = client_view(row)
+    def _job(self, claimed: Claimed, row, visits, now: datetime) -> Job:
+        if row is None:  # the client was removed since the row was queued: address only
+            client = ClientView(claimed.client_id, "", "", claimed.email, ())
+        else:
+            client = client_view(row)
         link = None
         if self._secret is not None:
             link = unsubscribe_url(
                 self.settings.web.public_url, make_token(self._secret, client.id)
             )
-        last_visit, next_visit = visits[claimed.client_id]
-        article = self.articles.get(claimed.key)
-        content = self.renderer.render(client, last_visit, next_visit, link, article)
-        data = self.composer.compose(
-            content, to_name=client.full_name, to_email=claimed.email,
-            message_id=claimed.message_id, date=now, unsubscribe_url=link,
-        )  # fmt: skip
-        return Outgoing(claimed.id, self.sender.address, claimed.email, data)
-
-
-class Committer:
-    """Group commit: every connection's "starting" joins one transaction with finished results.
-
-    A connection awaits ``start`` before its SMTP transaction; starts that
-    arrive in the same turn of the event loop share one commit, which also
-    records every result finished since the last one.
-    """
-
-    def __init__(self, ledger: Ledger, clock: Clock) -> None:
-        self.ledger, self.clock = ledger, clock
-        self._starting: list[int] = []
-        self._waiting: list[asyncio.Future] = []
-        self._results: list[Result] = []
-        self._scheduled = False
-
-    async def start(self, row_id: int) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._starting.append(row_id)
-        self._waiting.append(future)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._commit)
-        await future
-
-    def finish(self, result: Result) -> None:
-        self._results.append(result)
-
-    def _commit(self) -> None:
-        self._scheduled = False
-        starting, waiting = self._starting, self._waiting
-        self._starting, self._waiting = [], []
-        try:
-            self.flush(starting)
-        except Exception as error:
-            for future in waiting:
-                future.set_exception(error)
-            return
-        for future in waiting:
-            future.set_result(None)
-
-    def flush(self, starting: list[int] | None = None) -> None:
-        results, self._results = self._results, []
-        if starting or results:
-            try:
-                self.ledger.commit(starting or [], results, self.clock())
-            except Exception:
-                self._results = results + self._results  # keep them for the final flush
-                raise
+        article = claimed.key if claimed.key in self.series else None
+        return Job(
+            claimed.id, client, *visits, link, article, claimed.email, claimed.message_id, now
+        )

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import String, bindparam, cast, delete, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from campaigns.prepared import DriverConnection, PreparedStatement
 from campaigns.tables import sends, suppressions, workers
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
@@ -68,6 +69,26 @@ def _alive_here(pid: int) -> bool:
     return True
 
 
+# Built once: a run executes these for every message.
+_START = (
+    update(sends)
+    .where(sends.c.id == bindparam("row_id"))
+    .values(status="sending", attempts=sends.c.attempts + 1, updated_at=bindparam("stamp"))
+)
+_RECORD = (
+    update(sends)
+    .where(sends.c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("new_status"),
+        last_reply=bindparam("reply"),
+        next_attempt_at=bindparam("retry_at"),
+        sent_at=bindparam("sent_at"),
+        worker=None,
+        updated_at=bindparam("stamp"),
+    )
+)
+
+
 class Ledger:
     """One worker's view of one campaign's rows in ``sends``."""
 
@@ -75,6 +96,8 @@ class Ledger:
         self.engine, self.campaign = engine, campaign
         self.worker = secrets.token_hex(8)
         self.host, self.pid = socket.gethostname(), os.getpid()
+        self._driver: DriverConnection | None = None
+        self._statements: dict = {}
         self._message_id = (
             literal("<") + cast(sends.c.id, String) + literal(f".{self.worker}@{message_domain}>")
         )
@@ -101,6 +124,7 @@ class Ledger:
 
     def retire(self) -> None:
         """Leave: rows claimed but not started go back to the queue."""
+        self.close()
         with self.writing() as connection, connection.begin():
             connection.execute(
                 update(sends)
@@ -174,50 +198,55 @@ class Ledger:
         return sorted((Claimed(*row) for row in rows), key=lambda claimed: claimed.id)
 
     def commit(self, starting: Iterable[int], results: Iterable[Result], now: datetime) -> None:
-        """One transaction: record finished messages, then mark the next ones as leaving."""
-        starting, results = list(starting), list(results)
-        with self.writing() as connection, connection.begin():
-            if results:
-                self._record(connection, results, now)
-            if starting:
-                connection.execute(
-                    update(sends)
-                    .where(sends.c.id.in_(starting))
-                    .values(status="sending", attempts=sends.c.attempts + 1, updated_at=now)
-                )
+        """One transaction: record finished messages, then mark the next ones as leaving.
 
-    def _record(self, connection: Connection, results: list[Result], now: datetime) -> None:
-        connection.execute(
-            update(sends)
-            .where(sends.c.id == bindparam("row_id"))
-            .values(
-                status=bindparam("new_status"),
-                last_reply=bindparam("reply"),
-                next_attempt_at=bindparam("retry_at"),
-                sent_at=bindparam("sent_at"),
-                worker=None,
-                updated_at=now,
-            ),
-            [
-                {
-                    "row_id": r.id,
-                    "new_status": r.status,
-                    "reply": r.reply[:2000],
-                    "retry_at": r.next_attempt_at,
-                    "sent_at": now if r.status == "sent" else None,
-                }
-                for r in results
-            ],
-        )
-        bounced = {r.bounced_address for r in results if r.bounced_address}
-        for address in bounced:
-            suppress(
-                connection,
-                address,
-                "bounced",
-                next(r.reply for r in results if r.bounced_address == address),
-                now,
-            )
+        This runs about once per message sent, so it keeps one driver
+        connection for the run and its statements are compiled once.
+        """
+        starting, results = list(starting), list(results)
+        if self._driver is None:
+            self._driver = DriverConnection(self.engine)
+        with self._driver.transaction() as cursor:
+            if results:
+                self._record(cursor, results, now)
+            if starting:
+                self._prepared(_START).run(cursor, [{"row_id": i, "stamp": now} for i in starting])
+
+    def _prepared(self, statement) -> PreparedStatement:
+        if statement not in self._statements:
+            self._statements[statement] = PreparedStatement(statement, self.engine.dialect)
+        return self._statements[statement]
+
+    def close(self) -> None:
+        if self._driver is not None:
+            self._driver.close()
+            self._driver = None
+
+    def _record(self, cursor, results: list[Result], now: datetime) -> None:
+        rows = [
+            {
+                "row_id": r.id,
+                "new_status": r.status,
+                "reply": r.reply[:2000],
+                "retry_at": r.next_attempt_at,
+                "sent_at": now if r.status == "sent" else None,
+                "stamp": now,
+            }
+            for r in results
+        ]
+        self._prepared(_RECORD).run(cursor, rows)
+        bounces = [
+            {
+                "address": r.bounced_address,
+                "reason": "bounced",
+                "detail": r.reply[:2000],
+                "created_at": now,
+            }
+            for r in results
+            if r.bounced_address
+        ]
+        if bounces:
+            self._prepared(_suppression_insert(self.engine.dialect.name)).run(cursor, bounces)
 
     def release(self, ids: Iterable[int], now: datetime) -> None:
         """Give claimed rows back to the queue (a run stopping early)."""
@@ -246,17 +275,35 @@ class Ledger:
             ).scalar_one()
 
 
+def _suppression_insert(dialect_name: str):
+    """INSERT … ON CONFLICT DO NOTHING into the suppression list, built once per dialect."""
+    if dialect_name not in _SUPPRESSIONS:
+        if dialect_name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        _SUPPRESSIONS[dialect_name] = (
+            dialect_insert(suppressions)
+            .values(
+                address=bindparam("address"),
+                reason=bindparam("reason"),
+                detail=bindparam("detail"),
+                created_at=bindparam("created_at"),
+            )
+            .on_conflict_do_nothing(index_elements=["address"])
+        )
+    return _SUPPRESSIONS[dialect_name]
+
+
+_SUPPRESSIONS: dict = {}
+
+
 def suppress(connection: Connection, address: str, reason: str, detail: str, now: datetime) -> bool:
     """Put an address on the suppression list; False if it already was."""
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    statement = (
-        dialect_insert(suppressions)
-        .values(
-            address=address.strip().lower(), reason=reason, detail=detail[:2000], created_at=now
-        )
-        .on_conflict_do_nothing(index_elements=["address"])
-    )
-    return connection.execute(statement).rowcount == 1
+    values = {
+        "address": address.strip().lower(),
+        "reason": reason,
+        "detail": detail[:2000],
+        "created_at": now,
+    }
+    return connection.execute(_suppression_insert(connection.dialect.name), values).rowcount == 1

@@ -24,7 +24,10 @@ def test_send_prints_a_summary_and_history_shows_it(sqlite_clinic):
         result = sqlite_clinic.rebook("send", "book")
     assert result.code == 0, result.err
     assert result.err == ""  # no progress bar when piped
-    assert "book: 6 in the segment; sent 2, deferred 0, failed 1 (1 hard bounce(s), now suppressed)" in result.out
+    assert (
+        "book: 6 in the segment; sent 2, deferred 0, failed 1 (1 hard bounce(s), now suppressed)"
+        in result.out
+    )
     assert "skipped 3: no marketing consent 3" in result.out
     assert "failed: person2@example.com: 550 5.1.1 no such user" in result.out
     shown = sqlite_clinic.rebook("history", "Person2@Example.com")
@@ -46,7 +49,10 @@ def test_dry_run_lists_who_would_get_what(sqlite_clinic):
     clinic_with(sqlite_clinic, free_port())
     result = sqlite_clinic.rebook("send", "series", "--dry-run")
     assert result.code == 0
-    assert "person4@example.com" in result.out and "articles/01-benefits-of-massage-for-lower-back-pain.md" in result.out
+    assert (
+        "person4@example.com" in result.out
+        and "articles/01-benefits-of-massage-for-lower-back-pain.md" in result.out
+    )
     assert "would send 3" in result.out
 
 
@@ -72,11 +78,42 @@ def test_unknown_campaign_is_a_usage_error(sqlite_clinic):
 @pytest.mark.parametrize(
     ("error", "status", "reconnect", "bounce"),
     [
-        (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "no such user", "a@b")]), "failed", False, True),
-        (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(551, "not local", "a@b")]), "failed", False, True),
-        (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(553, "bad name", "a@b")]), "failed", False, True),
-        (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(552, "full", "a@b")]), "failed", False, False),
-        (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(450, "busy", "a@b")]), "deferred", False, False),
+        (
+            aiosmtplib.SMTPRecipientsRefused(
+                [aiosmtplib.SMTPRecipientRefused(550, "no such user", "a@b")]
+            ),
+            "failed",
+            False,
+            True,
+        ),
+        (
+            aiosmtplib.SMTPRecipientsRefused(
+                [aiosmtplib.SMTPRecipientRefused(551, "not local", "a@b")]
+            ),
+            "failed",
+            False,
+            True,
+        ),
+        (
+            aiosmtplib.SMTPRecipientsRefused(
+                [aiosmtplib.SMTPRecipientRefused(553, "bad name", "a@b")]
+            ),
+            "failed",
+            False,
+            True,
+        ),
+        (
+            aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(552, "full", "a@b")]),
+            "failed",
+            False,
+            False,
+        ),
+        (
+            aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(450, "busy", "a@b")]),
+            "deferred",
+            False,
+            False,
+        ),
         (aiosmtplib.SMTPDataError(554, "spam"), "failed", False, False),
         (aiosmtplib.SMTPDataError(451, "later"), "deferred", False, False),
         (aiosmtplib.SMTPSenderRefused(421, "closing", "x@y"), "deferred", True, False),
