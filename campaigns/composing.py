@@ -1,16 +1,7 @@
-"""Rendering and composing messages, in this process or in a helper process.
-
-A campaign's event loop has two jobs: talking SMTP and rendering messages.
-On a box with a second core, ``ComposerProcess`` renders the next batch in
-another process while the loop keeps sending the current one; small runs
-render in-process, where starting a process would cost more than it saves.
-"""
+"""Rendering and composing a batch of messages from plain, picklable jobs."""
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -59,45 +50,3 @@ class Composer:
             )  # fmt: skip
         except RebookError as error:
             return f"not sent: {error}"
-
-    async def compose(self, jobs: list[Job]) -> list[bytes | str]:
-        return self(jobs)
-
-    def close(self) -> None:
-        pass
-
-
-_in_child: Composer | None = None
-
-
-def _start_child(settings: Settings, name: str) -> None:
-    global _in_child
-    _in_child = Composer(settings, name)
-
-
-def _ready() -> None:
-    pass
-
-
-def _compose_in_child(jobs: list[Job]) -> list[bytes | str]:
-    assert _in_child is not None
-    return _in_child(jobs)
-
-
-class ComposerProcess:
-    """A ``Composer`` in a separate process (spawned: nothing of the parent's state is shared)."""
-
-    def __init__(self, settings: Settings, name: str) -> None:
-        self._pool = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_child,
-            initargs=(settings, name),
-        )
-        self._pool.submit(_ready)  # the pool starts its process on the first submit: now
-
-    async def compose(self, jobs: list[Job]) -> list[bytes | str]:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _compose_in_child, jobs)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -13,7 +13,6 @@ message's start committed before it leaves (``campaigns.committer``).
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from campaigns.audience import Audience
 from campaigns.committer import Committer
-from campaigns.composing import Composer, ComposerProcess, Job
+from campaigns.composing import Composer, Job
 from campaigns.config import Settings
 from campaigns.context import ClientView, client_view, visit_views_for
 from campaigns.ledger import HEARTBEAT_EVERY, Claimed, Ledger, Result
@@ -36,7 +35,6 @@ from campaigns.tokens import make_token, unsubscribe_url, web_secret
 from campaigns.transports import Outcome, Outgoing, Transport, TransportUnavailable, make_transport
 
 CLAIM_BATCH = 200  # rows claimed and rendered at a time
-PARALLEL_FROM = 2_000  # messages; below this a render process costs more than it saves
 Clock = Callable[[], datetime]
 Progress = Callable[[int, int], None]  # (messages done, messages to do)
 
@@ -79,15 +77,25 @@ async def run_campaign(
     clock: Clock = utc_now,
     transport: Transport | None = None,
     progress: Progress | None = None,
-    parallel: bool | None = None,
+    processes: int | None = None,
 ) -> RunReport:
-    """Run campaign ``name`` once; ``parallel`` forces or forbids the render process."""
-    run = CampaignRun(engine, settings, name, clock, parallel)
+    """Run campaign ``name`` once.
+
+    ``processes``: how many worker processes deliver (default: one per core
+    for a big run, see ``campaigns.workers``); a given ``transport`` means one.
+    """
+    from campaigns.workers import Helpers, worker_count
+
+    run = CampaignRun(engine, settings, name, clock)
     report = run.prepare_audience(dry_run)
     if dry_run:
         return report
+    count = 1 if transport is not None else worker_count(settings, run.waiting(), processes)
     try:
-        await run.deliver(transport or make_transport(settings), progress)
+        if count > 1:
+            await Helpers(settings, name, count).deliver(run, progress)
+        else:
+            await run.deliver(transport or make_transport(settings), progress)
     except TransportUnavailable as error:
         report.unreachable = str(error)
     return report
@@ -96,11 +104,8 @@ async def run_campaign(
 class CampaignRun:
     """One run of one campaign by this process."""
 
-    def __init__(
-        self, engine: Engine, settings: Settings, name: str, clock: Clock, parallel: bool | None
-    ) -> None:
+    def __init__(self, engine: Engine, settings: Settings, name: str, clock: Clock) -> None:
         self.engine, self.settings, self.name, self.clock = engine, settings, name, clock
-        self.parallel = parallel
         self.campaign = settings.campaigns[name]
         self.segment = settings.segments[self.campaign.segment]
         renderer = CampaignRenderer(settings, name)  # template errors before anything is queued
@@ -126,15 +131,20 @@ class CampaignRun:
             report.enqueued = audience.enqueue(connection)
         return report
 
+    def waiting(self) -> int:
+        return self.ledger.waiting(self.clock())
+
+    def load_secret(self) -> None:
+        """What ``prepare_audience`` sets up for sending, for a worker that did not run it."""
+        if self.campaign.marketing:
+            with self.engine.connect() as connection:
+                self._secret = web_secret(connection, self.settings.web.secret)
+
     # -- delivering -------------------------------------------------------------
 
     async def deliver(self, transport: Transport, progress: Progress | None) -> None:
-        composer = self._composer(self.ledger.waiting(self.clock()))  # starts while we connect
-        try:
-            await transport.open()  # TransportUnavailable before anything is claimed
-            await self._deliver(transport, composer, progress)
-        finally:
-            composer.close()
+        await transport.open()  # TransportUnavailable before anything is claimed
+        await self._deliver(transport, Composer(self.settings, self.name), progress)
 
     async def _deliver(self, transport: Transport, composer, progress: Progress | None) -> None:
         self.ledger.register(self.clock())
@@ -178,9 +188,7 @@ class CampaignRun:
     async def _produce(self, queue, composer, committer, held, slots: int) -> None:
         while batch := self.ledger.claim(CLAIM_BATCH, self.clock()):
             held.update((claimed.id, claimed) for claimed in batch)
-            for claimed, built in zip(
-                batch, await composer.compose(self._jobs(batch)), strict=True
-            ):
+            for claimed, built in zip(batch, composer(self._jobs(batch)), strict=True):
                 if isinstance(built, str):  # could not be built: fails alone, never leaves
                     held.pop(claimed.id)
                     committer.finish(self._result(claimed, Outcome("failed", built)))
@@ -189,13 +197,6 @@ class CampaignRun:
                     await queue.put((claimed, outgoing))
         for _ in range(slots):
             await queue.put(None)
-
-    def _composer(self, total: int) -> Composer | ComposerProcess:
-        """Render in a helper process when the run is big and there is a core to spare."""
-        parallel = self.parallel
-        if parallel is None:
-            parallel = total >= PARALLEL_FROM and (os.cpu_count() or 1) > 1
-        return (ComposerProcess if parallel else Composer)(self.settings, self.name)
 
     async def _heartbeat(self) -> None:
         while True:

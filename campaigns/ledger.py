@@ -259,6 +259,19 @@ class Ledger:
                     .values(status="queued", worker=None, updated_at=now)
                 )
 
+    def finished_since(self, moment: datetime) -> int:
+        """Rows of this campaign sent, deferred or failed since ``moment``, by any worker."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(func.count())
+                .select_from(sends)
+                .where(
+                    sends.c.campaign == self.campaign,
+                    sends.c.status.in_(("sent", "deferred", "failed")),
+                    sends.c.updated_at >= moment,
+                )
+            ).scalar_one()
+
     def waiting(self, now: datetime) -> int:
         """Rows of this campaign ready to go now."""
         with self.engine.connect() as connection:
