@@ -224,3 +224,15 @@ def test_maildir_transport_keeps_the_ledger_guarantees(clinic, tmp_path):
     ]
     assert run(engine, settings, "book").outcomes == {}
     assert len(box) == 3
+
+
+def test_a_run_shared_by_two_worker_processes_sends_each_message_once(clinic, smtp):
+    settings, engine = clinic_with(clinic, smtp.port, people=120)
+    report = run(engine, settings, "book", processes=2)
+    assert report.outcomes == {"sent": 60}
+    assert sorted(smtp.handler.addresses()) == sorted(
+        f"person{n}@example.com" for n in range(0, 120, 2)
+    )
+    with engine.connect() as connection:
+        workers = connection.execute(select(sends.c.worker).distinct()).scalars().all()
+    assert workers == [None]  # every row finished and released
