@@ -36,6 +36,7 @@ from campaigns.config import Campaign, Segment
 from campaigns.durations import format_duration
 from campaigns.segments import segment_conditions
 from campaigns.tables import UTCDateTime, clients, sends, suppressions
+from campaigns.upsert import insert_for
 
 ONCE = "once"
 ALWAYS_SUPPRESSED = ("bounced", "forgotten")  # even transactional mail never goes there
@@ -122,7 +123,6 @@ class Audience:
 
     def enqueue(self, connection: Connection) -> int:
         """Add a ``queued`` ledger row for each member of the audience; return how many were new."""
-        insert = _dialect_insert(connection)
         audience = self.select().subquery()
         now = literal(self.now, UTCDateTime)
         rows = select(
@@ -130,7 +130,7 @@ class Audience:
             audience.c.email, literal("queued"), now, now,
         ).where(true())  # SQLite reads "FROM … ON CONFLICT" as a join without a WHERE  # fmt: skip
         statement = (
-            insert(sends)
+            insert_for(connection.dialect.name, sends)
             .from_select(
                 [
                     "campaign",
@@ -147,11 +147,3 @@ class Audience:
             .on_conflict_do_nothing(index_elements=["campaign", "client_id", "key"])
         )
         return connection.execute(statement).rowcount
-
-
-def _dialect_insert(connection: Connection):
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert

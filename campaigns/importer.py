@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from campaigns import csv_rows
 from campaigns.errors import BadRow, CsvError
 from campaigns.tables import client_tags, clients, suppressions, visits
+from campaigns.upsert import insert_for
 
 BATCH_ROWS = 2_000  # rows per INSERT … ON CONFLICT round trip
 Kind = Literal["clients", "visits"]
@@ -180,11 +181,7 @@ def _batches(records: Iterator[dict]) -> Iterator[list[dict]]:
 
 def _upsert_statement(connection: Connection, table: Table, columns: list[str]):
     """INSERT … ON CONFLICT (id) DO UPDATE, touching only rows whose values differ."""
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    statement = dialect_insert(table)
+    statement = insert_for(connection.dialect.name, table)
     data = [name for name in columns if name not in ("id", "updated_at")]
     return statement.on_conflict_do_update(
         index_elements=[table.c.id],

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from campaigns.prepared import DriverConnection, PreparedStatement
 from campaigns.tables import sends, suppressions, workers
+from campaigns.upsert import insert_for
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
 DEAD_AFTER = timedelta(
@@ -166,10 +167,7 @@ class Ledger:
             select(sends.c.id)
             .where(
                 sends.c.campaign == self.campaign,
-                or_(
-                    sends.c.status == "queued",
-                    (sends.c.status == "deferred") & (sends.c.next_attempt_at <= now),
-                ),
+                self._ready(now),
             )
             .order_by(sends.c.id)
             .limit(limit)
@@ -261,42 +259,37 @@ class Ledger:
 
     def finished_since(self, moment: datetime) -> int:
         """Rows of this campaign sent, deferred or failed since ``moment``, by any worker."""
-        with self.engine.connect() as connection:
-            return connection.execute(
-                select(func.count())
-                .select_from(sends)
-                .where(
-                    sends.c.campaign == self.campaign,
-                    sends.c.status.in_(("sent", "deferred", "failed")),
-                    sends.c.updated_at >= moment,
-                )
-            ).scalar_one()
+        return self._count(
+            sends.c.status.in_(("sent", "deferred", "failed")), sends.c.updated_at >= moment
+        )
 
     def waiting(self, now: datetime) -> int:
         """Rows of this campaign ready to go now."""
+        return self._count(self._ready(now))
+
+    def _count(self, *conditions) -> int:
+        query = (
+            select(func.count())
+            .select_from(sends)
+            .where(sends.c.campaign == self.campaign, *conditions)
+        )
         with self.engine.connect() as connection:
-            return connection.execute(
-                select(func.count())
-                .select_from(sends)
-                .where(
-                    sends.c.campaign == self.campaign,
-                    or_(
-                        sends.c.status == "queued",
-                        (sends.c.status == "deferred") & (sends.c.next_attempt_at <= now),
-                    ),
-                )
-            ).scalar_one()
+            return connection.execute(query).scalar_one()
+
+    @staticmethod
+    def _ready(now: datetime):
+        """Queued, or deferred and due."""
+        return or_(
+            sends.c.status == "queued",
+            (sends.c.status == "deferred") & (sends.c.next_attempt_at <= now),
+        )
 
 
 def _suppression_insert(dialect_name: str):
     """INSERT … ON CONFLICT DO NOTHING into the suppression list, built once per dialect."""
     if dialect_name not in _SUPPRESSIONS:
-        if dialect_name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
         _SUPPRESSIONS[dialect_name] = (
-            dialect_insert(suppressions)
+            insert_for(dialect_name, suppressions)
             .values(
                 address=bindparam("address"),
                 reason=bindparam("reason"),

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from campaigns.tables import app_state
+from campaigns.upsert import insert_for
 
 MAC_BYTES = 16  # 128 bits: far beyond guessing, and a short URL
 SECRET_NAME = "web_secret"
@@ -69,11 +70,10 @@ def web_secret(connection: Connection, configured: SecretStr | None) -> bytes:
     stored = connection.execute(query).scalar()
     connection.commit()  # end the read: the write below needs a transaction of its own
     if stored is None:
-        insert = _insert_for(connection)
         connection.execution_options(sqlite_immediate=True)  # SQLite: take the write lock at BEGIN
         with connection.begin():
             connection.execute(
-                insert(app_state)
+                insert_for(connection.dialect.name, app_state)
                 .values(
                     name=SECRET_NAME, value=secrets.token_urlsafe(32), created_at=datetime.now(UTC)
                 )
@@ -85,11 +85,3 @@ def web_secret(connection: Connection, configured: SecretStr | None) -> bytes:
         ).scalar_one()  # ours, or the one another worker made first
         connection.commit()
     return stored.encode()
-
-
-def _insert_for(connection: Connection):
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
