@@ -9,7 +9,14 @@ from markdown_it import MarkdownIt
 
 from campaigns.articles import Article, load_article, resolve_articles
 from campaigns.config import Settings
-from campaigns.context import ClientView, VisitView, campaign_view, clinic_view
+from campaigns.context import (
+    CampaignView,
+    ClientView,
+    ClinicView,
+    VisitView,
+    campaign_view,
+    clinic_view,
+)
 from campaigns.errors import TemplateError
 from campaigns.inlining import LAYOUT, InliningLoader, document_inliner, inline_fragment
 from campaigns.plaintext import html_to_text
@@ -18,9 +25,11 @@ from campaigns.templating import (
     make_environment,
     search_path,
     template_loader,
+    view_attributes,
 )
 
 ARTICLE_TEMPLATE = "article"
+TEMPLATE_VIEWS = view_attributes(ClientView, VisitView, ClinicView, CampaignView, Article)
 
 
 @dataclass(frozen=True)
@@ -46,8 +55,10 @@ class CampaignRenderer:
         self.folders = search_path(settings.templates)
         plain_loader = template_loader(settings.templates)
         self._loader = InliningLoader(plain_loader)
-        self._environment = make_environment(self._loader)
-        self._plain = make_environment(plain_loader)  # renders again to locate an error exactly
+        self._environment = make_environment(self._loader, TEMPLATE_VIEWS)
+        self._plain = make_environment(
+            plain_loader, TEMPLATE_VIEWS
+        )  # renders again to locate an error exactly
         self._base_context = {
             "clinic": clinic_view(settings.clinic),
             "booking_url": settings.clinic.booking_url,
