@@ -87,13 +87,16 @@ async def run_campaign(
     from campaigns.workers import Helpers, worker_count
 
     run = CampaignRun(engine, settings, name, clock)
-    report = run.prepare_audience(dry_run)
+    report = run.explain(dry_run)
     if dry_run:
         return report
-    count = 1 if transport is not None else worker_count(settings, run.waiting(), processes)
+    expected = run.waiting() + report.members - sum(report.left_out.values())
+    count = 1 if transport is not None else worker_count(settings, expected, processes)
+    helpers = Helpers(settings, name, count) if count > 1 else None  # they start while we enqueue
+    run.enqueue()
     try:
-        if count > 1:
-            await Helpers(settings, name, count).deliver(run, progress)
+        if helpers is not None:
+            await helpers.deliver(run, progress)
         else:
             await run.deliver(transport or make_transport(settings), progress)
     except TransportUnavailable as error:
@@ -110,32 +113,34 @@ class CampaignRun:
         self.segment = settings.segments[self.campaign.segment]
         renderer = CampaignRenderer(settings, name)  # template errors before anything is queued
         self.series = [article.name for article in renderer.articles]
+        self.audience = Audience(name, self.campaign, self.segment, clock(), self.series)
         self.sender = sender_from(settings.mail)
         self.ledger = Ledger(engine, name, self.sender.domain)
         self.report = RunReport(name)
         self._secret: bytes | None = None
 
-    def prepare_audience(self, dry_run: bool) -> RunReport:
-        audience = Audience(self.name, self.campaign, self.segment, self.clock(), self.series)
+    def explain(self, dry_run: bool) -> RunReport:
+        """Count the segment and whom each rule leaves out; dry, also list who would get what."""
         report = self.report
         report.dry_run = dry_run
         with self.engine.connect() as connection:
-            report.members, report.left_out = audience.explain(connection)
+            report.members, report.left_out = self.audience.explain(connection)
             if dry_run:
-                selected = connection.execute(audience.select())
+                selected = connection.execute(self.audience.select())
                 report.would_send = [(row.email, row.key) for row in selected]
-                return report
-            if self.campaign.marketing:
-                self._secret = web_secret(connection, self.settings.web.secret)
-        with self.ledger.writing() as connection, connection.begin():
-            report.enqueued = audience.enqueue(connection)
         return report
+
+    def enqueue(self) -> None:
+        """Queue a ledger row for everyone in the audience who has none yet."""
+        self.load_secret()
+        with self.ledger.writing() as connection, connection.begin():
+            self.report.enqueued = self.audience.enqueue(connection)
 
     def waiting(self) -> int:
         return self.ledger.waiting(self.clock())
 
     def load_secret(self) -> None:
-        """What ``prepare_audience`` sets up for sending, for a worker that did not run it."""
+        """The web secret that signs unsubscribe links (marketing only)."""
         if self.campaign.marketing:
             with self.engine.connect() as connection:
                 self._secret = web_secret(connection, self.settings.web.secret)
