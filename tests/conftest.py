@@ -179,3 +179,26 @@ def sqlite_clinic(tmp_path: Path) -> Iterator[Clinic]:
     yield made
     for engine in made.engines:
         engine.dispose()
+
+
+def run_on_terminal(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, bytes]:
+    """Run ``rebook`` with stderr on a pseudo-terminal; return the result and what it drew there."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("REBOOK_")}
+    environment |= {"TERM": "xterm", "COLUMNS": "100"}
+    done = subprocess.run([str(REBOOK), *args], cwd=cwd, env=environment, stdout=subprocess.PIPE,
+                          stderr=terminal, text=True, timeout=60)  # fmt: skip
+    os.close(terminal)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the terminal's other end is closed and drained
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(controller)
+    return done, drawn

@@ -84,10 +84,30 @@ class ScriptedHandler:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    """``credentials=(user, password)`` makes the server require that login (over plain TCP)."""
+
+    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
         self.handler = ScriptedHandler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.logins: list[str] = []
+        options = {}
+        if credentials is not None:
+            options = {"authenticator": self._check(credentials), "auth_require_tls": False}
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **options)
+
+    def _check(self, credentials: tuple[str, str]):
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        def authenticate(server, session, envelope, mechanism, auth_data):
+            given = (
+                (auth_data.login.decode(), auth_data.password.decode())
+                if isinstance(auth_data, LoginPassword)
+                else None
+            )
+            self.logins.append(given[0] if given else "?")
+            return AuthResult(success=given == credentials)
+
+        return authenticate
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()

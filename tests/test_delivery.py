@@ -236,3 +236,17 @@ def test_a_run_shared_by_two_worker_processes_sends_each_message_once(clinic, sm
     with engine.connect() as connection:
         workers = connection.execute(select(sends.c.worker).distinct()).scalars().all()
     assert workers == [None]  # every row finished and released
+
+
+def test_logs_in_when_a_username_is_set(clinic):
+    from pydantic import SecretStr
+
+    def with_login(settings, password):
+        login = {"username": "hello@waso.example", "password": SecretStr(password)}
+        return settings.model_copy(update={"smtp": settings.smtp.model_copy(update=login)})
+
+    with SmtpServer(credentials=("hello@waso.example", "s3cret")) as smtp:
+        settings, engine = clinic_with(clinic, smtp.port)
+        report = run(engine, with_login(settings, "s3cret"), "book")
+        assert report.outcomes == {"sent": 3}
+        assert set(smtp.logins) == {"hello@waso.example"}

@@ -8,6 +8,8 @@ from sqlalchemy import func, insert, select
 
 from campaigns.tables import client_tags, clients, suppressions, visits
 
+from .conftest import run_on_terminal
+
 CLIENTS = """
     id,email,first_name,last_name,marketing_consent,tags,timezone,notes
     1,Olivia@Example.com,Olivia,Smith,yes,Back-Pain; VIP,,likes tea
@@ -158,31 +160,8 @@ def test_excel_byte_order_mark_is_accepted(sqlite_clinic):
 
 def test_a_terminal_sees_a_progress_bar(sqlite_clinic):
     """stderr on a pseudo-terminal gets Rich's bar; the summary still goes to stdout."""
-    import os
-    import pty
-    import subprocess
-
-    from .conftest import REBOOK
-
     path = sqlite_clinic.write("clients.csv", CLIENTS)
-    controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REBOOK_")} | {
-        "TERM": "xterm",
-        "COLUMNS": "100",
-    }
-    done = subprocess.run([str(REBOOK), "import", "clients", str(path)], cwd=sqlite_clinic.folder, env=env,
-                          stdout=subprocess.PIPE, stderr=terminal, text=True, timeout=60)  # fmt: skip
-    os.close(terminal)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    os.close(controller)
+    done, drawn = run_on_terminal("import", "clients", str(path), cwd=sqlite_clinic.folder)
     assert done.returncode == 0
     assert "3 inserted" in done.stdout
     assert b"importing clients.csv" in drawn

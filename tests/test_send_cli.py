@@ -13,6 +13,7 @@ from campaigns.durations import Rate
 from campaigns.ratelimit import TokenBucket
 from campaigns.transports.smtp import classify
 
+from .conftest import run_on_terminal
 from .smtpd import SmtpServer, free_port
 from .test_delivery import clinic_with
 
@@ -136,3 +137,10 @@ def test_token_bucket_holds_the_rate_across_callers():
 
     assert asyncio.run(take(20)) < 0.2  # a second's worth goes at once
     assert asyncio.run(take(40)) >= 0.9  # the next 20 wait their turn
+
+
+def test_a_terminal_sees_the_send_progress_bar(sqlite_clinic):
+    clinic_with(sqlite_clinic, free_port(), transport="maildir")
+    done, drawn = run_on_terminal("send", "book", cwd=sqlite_clinic.folder)
+    assert done.returncode == 0 and "sent 3" in done.stdout
+    assert b"sending book" in drawn
