@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from campaigns.config import Campaign, Segment
-from campaigns.durations import format_duration
+from campaigns.durations import Rate, format_duration
 from campaigns.segments import segment_conditions
 from campaigns.tables import UTCDateTime, clients, sends, suppressions
 from campaigns.upsert import insert_for
@@ -59,6 +59,7 @@ class Audience:
     segment: Segment
     now: datetime
     articles: list[str] = field(default_factory=list)  # a series, in order
+    cap: Rate | None = None  # [policy] max_marketing, across every marketing campaign
 
     def _had(self, key: ColumnElement | str) -> ColumnElement[bool]:
         return exists().where(
@@ -92,7 +93,24 @@ class Audience:
             reasons.append(("had every article", self.key_column().is_not(None)))
         else:
             reasons.append(("already sent", not_(self._had(self.key_column()))))
+        if self.cap is not None and self.campaign.marketing:
+            reasons.append((f"reached the marketing cap of {self.cap}", self._under_cap(self.cap)))
         return reasons
+
+    def _under_cap(self, cap: Rate) -> ColumnElement[bool]:
+        """Fewer than ``cap.count`` marketing emails (not failed) in the last ``cap.per``."""
+        recent = (
+            select(func.count())
+            .select_from(sends)
+            .where(
+                sends.c.client_id == clients.c.id,
+                sends.c.marketing.is_(True),
+                sends.c.status != "failed",
+                sends.c.created_at > self.now - cap.per,
+            )
+            .scalar_subquery()
+        )
+        return recent < cap.count
 
     def select(self) -> Select:
         """client_id, email, key of everyone this run should send to, in id order."""

@@ -89,7 +89,7 @@ def visit_views(
     upcoming = (
         select(visits)
         .where(
-            visits.c.client_id == client_id, visits.c.status == "booked", visits.c.starts_at > now
+            visits.c.client_id == client_id, visits.c.status == "booked", visits.c.starts_at >= now
         )
         .order_by(visits.c.starts_at)
         .limit(1)
@@ -125,7 +125,7 @@ def visit_views_for(
     if segment.services:
         attended = attended.where(visits.c.service.in_(segment.services))
     booked = select(visits).where(
-        visits.c.client_id.in_(client_ids), visits.c.status == "booked", visits.c.starts_at > now
+        visits.c.client_id.in_(client_ids), visits.c.status == "booked", visits.c.starts_at >= now
     )
     last: dict[str, VisitView | None] = {}
     for row in connection.execute(attended.order_by(visits.c.client_id, visits.c.starts_at.desc())):

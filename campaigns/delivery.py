@@ -58,6 +58,16 @@ class RunReport:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (address, reply)
     would_send: list[tuple[str, str]] = field(default_factory=list)  # dry run: (address, key)
     unreachable: str | None = None
+    quiet_hours: str | None = None  # set when marketing was sent inside [policy] quiet_hours
+
+
+def quiet_hours_now(settings: Settings, campaign, now: datetime) -> str | None:
+    """The quiet hours, if ``now`` is inside them and the campaign is marketing."""
+    window = settings.policy.quiet_hours
+    if window is None or not campaign.marketing:
+        return None
+    local = now.astimezone(settings.clinic.timezone)
+    return str(window) if window.contains(local.time()) else None
 
 
 def retry_at(settings: Settings, attempts: int, now: datetime) -> datetime | None:
@@ -88,6 +98,7 @@ async def run_campaign(
 
     run = CampaignRun(engine, settings, name, clock)
     report = run.explain(dry_run)
+    report.quiet_hours = quiet_hours_now(settings, run.campaign, clock())
     if dry_run:
         return report
     expected = run.waiting() + report.members - sum(report.left_out.values())
@@ -113,7 +124,8 @@ class CampaignRun:
         self.segment = settings.segments[self.campaign.segment]
         renderer = CampaignRenderer(settings, name)  # template errors before anything is queued
         self.series = [article.name for article in renderer.articles]
-        self.audience = Audience(name, self.campaign, self.segment, clock(), self.series)
+        cap = settings.policy.max_marketing
+        self.audience = Audience(name, self.campaign, self.segment, clock(), self.series, cap)
         self.sender = sender_from(settings.mail)
         self.ledger = Ledger(engine, name, self.sender.domain)
         self.report = RunReport(name)

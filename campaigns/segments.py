@@ -169,7 +169,7 @@ def list_members(
         .where(
             visits.c.client_id == clients.c.id,
             visits.c.status == "booked",
-            visits.c.starts_at > now,
+            visits.c.starts_at >= now,  # as templates see next_visit
         )
         .scalar_subquery()
     )

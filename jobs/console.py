@@ -76,6 +76,10 @@ def send_summary(report) -> list[str]:
         if report.bounced:
             head += f" ({report.bounced} hard bounce(s), now suppressed)"
     lines = [head]
+    if report.quiet_hours:
+        lines.append(
+            f"  note: it is within quiet hours ({report.quiet_hours}); sent because you asked"
+        )
     if report.left_out:
         reasons = ", ".join(f"{reason} {number}" for reason, number in report.left_out.items())
         lines.append(f"  skipped {sum(report.left_out.values())}: {reasons}")

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from campaigns.config import load_settings
 from campaigns.delivery import run_campaign
+from campaigns.durations import DailyWindow, Rate
 from campaigns.importer import import_file
 from campaigns.tables import sends, suppressions
 
@@ -250,3 +251,32 @@ def test_logs_in_when_a_username_is_set(clinic):
         report = run(engine, with_login(settings, "s3cret"), "book")
         assert report.outcomes == {"sent": 3}
         assert set(smtp.logins) == {"hello@waso.example"}
+
+
+def test_the_marketing_cap_counts_every_marketing_campaign(clinic, smtp):
+    settings, engine = clinic_with(clinic, smtp.port)
+    capped = settings.model_copy(
+        update={"policy": settings.policy.model_copy(update={"max_marketing": Rate.parse("1/7d")})}
+    )
+    assert run(engine, capped, "book").outcomes == {"sent": 3}
+    series = run(engine, capped, "series", at=NOW + timedelta(days=1))
+    assert series.outcomes == {} and series.left_out["reached the marketing cap of 1/w"] == 3
+    reminder = run(engine, capped, "reminder", at=NOW + timedelta(days=1))  # transactional: no cap
+    assert reminder.outcomes == {"sent": 2}
+    later = run(engine, capped, "series", at=NOW + timedelta(days=8))
+    assert later.outcomes == {"sent": 3}
+
+
+def test_a_send_inside_quiet_hours_says_so(clinic, smtp):
+    settings, engine = clinic_with(clinic, smtp.port)
+    quiet = settings.model_copy(
+        update={
+            "policy": settings.policy.model_copy(
+                update={"quiet_hours": DailyWindow.parse("20:00-08:00")}
+            )
+        }
+    )
+    evening = datetime(2026, 11, 25, 13, 30, tzinfo=UTC)  # 21:30 in Perth
+    assert run(engine, quiet, "book", at=evening).quiet_hours == "20:00-08:00"
+    assert run(engine, quiet, "reminder", at=evening).quiet_hours is None  # transactional
+    assert run(engine, quiet, "series", at=NOW).quiet_hours is None  # 10:00 in Perth
