@@ -18,7 +18,6 @@ clinic's exports, imports them with the real ``rebook import``, and compares:
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -29,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _process import timed  # noqa: E402
 
 from campaigns.config import load_settings  # noqa: E402
 from campaigns.database import open_database  # noqa: E402
@@ -64,20 +65,6 @@ db = sqlite3.connect(sys.argv[1])
 print(db.execute(sys.argv[2], {'now': f(now), 'older': f(now - timedelta(weeks=6)),
                                'newer': f(now - timedelta(weeks=12))}).fetchone()[0])
 """
-
-
-def run(*args: str, cwd: Path) -> tuple[float, str, int]:
-    """Run a process; return wall seconds, stdout and its peak RSS in MB."""
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    out, err = process.stdout.read(), process.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(args)} failed:\n{err}")
-    return elapsed, out, usage.ru_maxrss // 1024
 
 
 def best(function, repeat: int) -> float:
@@ -147,11 +134,12 @@ def bench_query(folder: Path) -> dict:
 
 
 def bench_process(folder: Path) -> dict:
-    rebook = [run(str(REBOOK), "segment", SEGMENT, "--count", cwd=folder) for _ in range(3)]
+    rebook = [timed(str(REBOOK), "segment", SEGMENT, "--count", cwd=folder) for _ in range(3)]
     hand = [
-        run(sys.executable, "-c", HAND_SCRIPT, "plain.db", HAND_QUERY, cwd=folder) for _ in range(3)
+        timed(sys.executable, "-c", HAND_SCRIPT, "plain.db", HAND_QUERY, cwd=folder)
+        for _ in range(3)
     ]
-    bare = [run(sys.executable, "-c", "pass", cwd=folder) for _ in range(3)]
+    bare = [timed(sys.executable, "-c", "pass", cwd=folder) for _ in range(3)]
     return {
         "rebook_s": min(t for t, _, _ in rebook),
         "hand_s": min(t for t, _, _ in hand),
@@ -163,8 +151,10 @@ def bench_process(folder: Path) -> dict:
 def bench_import(folder: Path) -> dict:
     """rebook import visits (fresh database, clients already in) against plain executemany."""
     (folder / "rebook.db").unlink()
-    run(str(REBOOK), "import", "clients", "exports/clients.csv", cwd=folder)
-    rebook_s, out, peak_mb = run(str(REBOOK), "import", "visits", "exports/visits.csv", cwd=folder)
+    timed(str(REBOOK), "import", "clients", "exports/clients.csv", cwd=folder)
+    rebook_s, out, peak_mb = timed(
+        str(REBOOK), "import", "visits", "exports/visits.csv", cwd=folder
+    )
     rows = plain_rows(folder)
     db_path = folder / "executemany.db"
     db_path.unlink(missing_ok=True)
@@ -235,7 +225,7 @@ def main() -> None:
         print(f"\n== {size:,} clients ==", flush=True)
         build_clinic(folder, size)
         for kind in ("clients", "visits"):
-            elapsed, out, _ = run(str(REBOOK), "import", kind, f"exports/{kind}.csv", cwd=folder)
+            elapsed, out, _ = timed(str(REBOOK), "import", kind, f"exports/{kind}.csv", cwd=folder)
             print(f"  {out.strip()}  [{elapsed:.1f} s]", flush=True)
         hand_copy(folder / "rebook.db", folder / "plain.db")
         query = bench_query(folder)

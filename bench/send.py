@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import aiosmtplib
+from _process import timed
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work" / "send"
@@ -116,20 +117,6 @@ def build_clinic(folder: Path, clients: int, port: int, connections: int, databa
             check=True,
             capture_output=True,
         )
-
-
-def timed(*command: str, cwd: Path) -> tuple[float, str, int]:
-    """Wall seconds, stdout, and the peak RSS in MB of the process and its children."""
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    out, err = process.stdout.read(), process.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{out}\n{err}")
-    return elapsed, out, usage.ru_maxrss // 1024
 
 
 async def bare_blast(port: int, message: bytes, count: int, connections: int) -> float:

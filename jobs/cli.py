@@ -7,60 +7,14 @@ A ``UserError`` from anywhere is printed as one message, never a traceback.
 from __future__ import annotations
 
 import sys
-from datetime import UTC, date, datetime
-from functools import cached_property
+from datetime import date
 from pathlib import Path
 
 import click
 
 from campaigns.errors import UserError
-from jobs import console
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class App:
-    """What every command may need, loaded only when first asked for."""
-
-    def __init__(self, config_path: Path) -> None:
-        self.config_path = config_path
-
-    @cached_property
-    def settings(self):
-        from campaigns.config import load_settings
-
-        return load_settings(self.config_path)
-
-    @cached_property
-    def engine(self):
-        from campaigns.database import open_database
-
-        return open_database(self.settings.database)
-
-    def segment(self, name: str):
-        try:
-            return self.settings.segments[name]
-        except KeyError:
-            known = ", ".join(sorted(self.settings.segments)) or "none"
-            raise UserError(
-                f"{self.config_path}: no segment named {name!r} (defined: {known})"
-            ) from None
-
-    def campaign(self, name: str):
-        try:
-            return self.settings.campaigns[name]
-        except KeyError:
-            known = ", ".join(sorted(self.settings.campaigns)) or "none"
-            raise UserError(
-                f"{self.config_path}: no campaign named {name!r} (defined: {known})"
-            ) from None
-
-    @staticmethod
-    def now() -> datetime:
-        return datetime.now(UTC)
-
-
-pass_app = click.make_pass_decorator(App)
+from jobs import console, sending
+from jobs.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, App, local_time, pass_app
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -256,7 +210,7 @@ def segment(app: App, name: str, limit: int | None, count_only: bool, as_json: b
             (
                 m.id, f"{m.first_name} {m.last_name}".strip(), m.email,
                 "yes" if m.marketing_consent else "no", ", ".join(m.tags),
-                _local(m.last_visit, zone), _local(m.next_visit, zone),
+                local_time(m.last_visit, zone), local_time(m.next_visit, zone),
             )
             for m in members
         ],
@@ -298,105 +252,8 @@ def preview(app: App, campaign: str, email: str | None, shape: str) -> int:
     return EXIT_OK
 
 
-@cli.command()
-@click.argument("campaign")
-@click.option(
-    "--dry-run", is_flag=True, help="Record nothing, send nothing: show who would get what."
-)
-@pass_app
-def send(app: App, campaign: str, dry_run: bool) -> int:
-    """Run CAMPAIGN once, now: send to its audience and retry its due deferred messages.
-
-    Exit 0 when every message was sent or deferred for a retry, 1 when the
-    SMTP server could not be reached at all.
-
-    \b
-    Examples:
-      rebook send book-next-massage --dry-run
-      rebook send book-next-massage
-    """
-    import asyncio
-
-    from campaigns.delivery import run_campaign
-
-    app.campaign(campaign)
-    with console.count_progress(f"sending {campaign}") as progress:
-        report = asyncio.run(
-            run_campaign(app.engine, app.settings, campaign, dry_run=dry_run, progress=progress)
-        )
-    if dry_run and report.would_send:
-        console.print_table(None, ["would send to", "key"], report.would_send)
-    for line in console.send_summary(report):
-        click.echo(line)
-    if report.unreachable:
-        console.error(report.unreachable)
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-@cli.command()
-@click.argument("email")
-@click.option("--json", "as_json", is_flag=True, help="Print the history as JSON.")
-@pass_app
-def history(app: App, email: str, as_json: bool) -> int:
-    """What one client was sent, when, what the server said, and unsubscribes or bounces.
-
-    \b
-    Example:
-      rebook history jo@example.com
-    """
-    from campaigns.history import client_history
-
-    with app.engine.connect() as connection:
-        entries, suppression = client_history(connection, email)
-    if as_json:
-        console.print_json(
-            {"email": email, "sends": [e.as_json() for e in entries],
-             "suppression": suppression.as_json() if suppression else None}
-        )  # fmt: skip
-        return EXIT_OK
-    zone = app.settings.clinic.timezone
-    console.print_table(
-        f"{email}: {len(entries)} message(s)",
-        ["when", "campaign", "key", "status", "tries", "reply", "message id"],
-        [
-            (_local(e.at, zone), e.campaign, e.key, e.status, e.attempts, e.reply, e.message_id)
-            for e in entries
-        ],
-    )
-    if suppression:
-        click.echo(
-            f"suppressed since {_local(suppression.since, zone)}: {suppression.reason}"
-            + (f" ({suppression.detail})" if suppression.detail else "")
-        )
-    return EXIT_OK
-
-
-@cli.command()
-@click.argument("email")
-@pass_app
-def unsubscribe(app: App, email: str) -> int:
-    """Suppress EMAIL by hand: no marketing email will go to it again.
-
-    \b
-    Example:
-      rebook unsubscribe jo@example.com
-    """
-    from campaigns.history import unsubscribe_by_hand
-
-    writing = app.engine.connect().execution_options(sqlite_immediate=True)
-    with writing as connection, connection.begin():
-        existing = unsubscribe_by_hand(connection, email, app.now())
-    if existing:
-        since = _local(existing.since, app.settings.clinic.timezone)
-        click.echo(f"{existing.address} was already suppressed ({existing.reason}, {since})")
-    else:
-        click.echo(f"{email.strip().lower()} is unsubscribed: no marketing email will go to it")
-    return EXIT_OK
-
-
-def _local(moment: datetime | None, zone) -> str:
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M") if moment else ""
+for command in (sending.send, sending.history, sending.unsubscribe):
+    cli.add_command(command)
 
 
 def main() -> None:
