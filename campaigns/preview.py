@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from campaigns.config import Segment, Settings
@@ -19,6 +20,7 @@ from campaigns.errors import TemplateError, UserError
 from campaigns.message import MessageComposer, new_message_id, sender_from
 from campaigns.render import CampaignRenderer, Rendered
 from campaigns.segments import member_ids
+from campaigns.tables import sends
 from campaigns.tokens import make_token, unsubscribe_url, web_secret
 
 
@@ -54,10 +56,10 @@ def preview_campaign(
             client = client_view(row)
             last_visit, next_visit = visit_views(connection, client.id, segment, now, zone)
         secret = web_secret(connection, settings.web.secret) if campaign.marketing else None
+        article = next_article(connection, name, client.id, renderer.articles)
     link = (
         unsubscribe_url(settings.web.public_url, make_token(secret, client.id)) if secret else None
     )
-    article = renderer.articles[0] if renderer.articles else None
     rendered = renderer.render(client, last_visit, next_visit, link, article)
     sender = sender_from(settings.mail)
     message = MessageComposer(sender).compose(
@@ -65,6 +67,18 @@ def preview_campaign(
         message_id=new_message_id(sender), date=now, unsubscribe_url=link,
     )  # fmt: skip
     return Preview(client, rendered, message, note)
+
+
+def next_article(connection, campaign: str, client_id: str, articles: list):
+    """The first article of a series this client has not had (the last one if they had all)."""
+    if not articles:
+        return None
+    had = set(
+        connection.execute(
+            select(sends.c.key).where(sends.c.campaign == campaign, sends.c.client_id == client_id)
+        ).scalars()
+    )
+    return next((article for article in articles if article.name not in had), articles[-1])
 
 
 def guaranteed_visits(segment: Segment) -> tuple[bool, bool]:

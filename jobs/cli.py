@@ -72,17 +72,21 @@ def init(folder: Path, sample_data: bool, copy_templates: bool) -> int:
 
 
 @cli.command()
+@click.option(
+    "--smtp", "smtp_login", is_flag=True, help="Also connect and log in to the SMTP server."
+)
 @pass_app
-def check(app: App) -> int:
+def check(app: App, smtp_login: bool) -> int:
     """Validate the config, every segment and every template; exit 0 when all is well, 2 when not.
 
     Each campaign is rendered for a made-up client, also without the last or
     next visit its segment does not guarantee, so a template that would fail
-    for a real client fails here first.
+    for a real client fails here first. With --smtp, a server that cannot be
+    reached or refuses the login exits 1.
 
     \b
     Example:
-      rebook --config /etc/rebook/config.toml check
+      rebook --config /etc/rebook/config.toml check --smtp
     """
     from campaigns.checks import check_segments
     from campaigns.preview import check_templates
@@ -101,7 +105,32 @@ def check(app: App) -> int:
         ["segment", "members now", "used by"],
         [(r.name, r.members, ", ".join(r.campaigns) or "-") for r in results],
     )
+    if smtp_login:
+        return _check_smtp(settings)
     return EXIT_OK
+
+
+def _check_smtp(settings) -> int:
+    import asyncio
+
+    from campaigns.transports import TransportUnavailable
+    from campaigns.transports.smtp import SmtpTransport
+
+    smtp = settings.smtp
+    transport = SmtpTransport(smtp.model_copy(update={"connections": 1}))
+    try:
+        asyncio.run(_open_and_close(transport))
+    except TransportUnavailable as error:
+        console.error(str(error))
+        return EXIT_FAILED
+    who = f" as {smtp.username}" if smtp.username else ""
+    click.echo(f"smtp: connected to {smtp.host}:{smtp.port} ({smtp.security}){who}")
+    return EXIT_OK
+
+
+async def _open_and_close(transport) -> None:
+    await transport.open()
+    await transport.close()
 
 
 @cli.group("import")

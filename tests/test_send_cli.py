@@ -144,3 +144,22 @@ def test_a_terminal_sees_the_send_progress_bar(sqlite_clinic):
     done, drawn = run_on_terminal("send", "book", cwd=sqlite_clinic.folder)
     assert done.returncode == 0 and "sent 3" in done.stdout
     assert b"sending book" in drawn
+
+
+def test_check_smtp_connects_and_logs_in(sqlite_clinic):
+    with SmtpServer() as smtp:
+        clinic_with(sqlite_clinic, smtp.port)
+        ok = sqlite_clinic.rebook("check", "--smtp")
+    assert ok.code == 0 and f"smtp: connected to 127.0.0.1:{smtp.port} (none)" in ok.out
+    down = sqlite_clinic.rebook("check", "--smtp")
+    assert down.code == 1 and "cannot reach 127.0.0.1" in down.err
+
+
+def test_preview_of_a_series_shows_the_article_the_client_gets_next(sqlite_clinic):
+    with SmtpServer() as smtp:
+        clinic_with(sqlite_clinic, smtp.port)
+        first = sqlite_clinic.rebook("preview", "series", "--client", "person0@example.com")
+        assert sqlite_clinic.rebook("send", "series").code == 0
+        second = sqlite_clinic.rebook("preview", "series", "--client", "person0@example.com")
+    assert "The benefits of massage therapy for lower back pain" in first.out
+    assert "Six small habits that keep your back happy between sessions" in second.out
