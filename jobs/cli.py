@@ -294,8 +294,8 @@ def main() -> None:
     except click.ClickException as problem:
         problem.show()
         code = problem.exit_code
-    except click.Abort:
-        console.error("aborted")
+    except (click.Abort, KeyboardInterrupt):
+        console.error("interrupted: what was sent is recorded; run the command again to go on")
         code = EXIT_FAILED
     except UserError as problem:
         console.error(str(problem))
