@@ -64,6 +64,10 @@ def new_message_id(sender: Sender) -> str:
 
 def encode_header(name: str, value: str) -> bytes:
     """``Name: value`` folded to 78 columns, non-ASCII as RFC 2047 encoded words."""
+    if value.isascii() and len(name) + 2 + len(value) <= MAX_LINE and "=?" not in value:
+        return f"{name}: {value}\r\n".encode(
+            "ascii"
+        )  # short plain ASCII: nothing to encode or fold
     charset = "us-ascii" if value.isascii() else "utf-8"
     encoded = Header(value, charset, header_name=name).encode(linesep="\r\n", maxlinelen=MAX_LINE)
     return f"{name}: {encoded}\r\n".encode("ascii")

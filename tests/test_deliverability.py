@@ -58,4 +58,6 @@ def test_default_emails_score_clean(spamassassin, tmp_path, campaign):
     )
     report = done.stdout.decode(errors="replace")
     score = float(re.search(r"X-Spam-Status: \w+, score=(-?[\d.]+)", report)[1])
-    assert score < 0.5, report[-3000:]  # a plain, honest email scores 0; hidden low-contrast text 0.7
+    assert score < 0.5, report[
+        -3000:
+    ]  # a plain, honest email scores 0; hidden low-contrast text 0.7

@@ -172,3 +172,16 @@ def test_every_message_reads_back_as_written(name, subject, text, html):
     assert plain.get_content().replace("\r\n", "\n") == "\n".join(text.splitlines()) + "\n"
     assert rich.get_content().replace("\r\n", "\n") == "\n".join(html.splitlines()) + "\n"
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=90))
+def test_plain_ascii_subjects_encode_as_the_standard_library_does(value):
+    from email.header import Header
+
+    from campaigns.message import encode_header
+
+    expected = Header(value, "us-ascii", header_name="Subject").encode(
+        linesep="\r\n", maxlinelen=78
+    )
+    assert encode_header("Subject", value) == f"Subject: {expected}\r\n".encode()
