@@ -77,8 +77,9 @@ def send_summary(report) -> list[str]:
             head += f" ({report.bounced} hard bounce(s), now suppressed)"
     lines = [head]
     if report.quiet_hours:
+        done = "would go" if report.dry_run else "went"
         lines.append(
-            f"  note: it is within quiet hours ({report.quiet_hours}); sent because you asked"
+            f"  note: within quiet hours ({report.quiet_hours}); it {done} because you asked"
         )
     if report.left_out:
         reasons = ", ".join(f"{reason} {number}" for reason, number in report.left_out.items())

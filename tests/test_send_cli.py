@@ -163,3 +163,18 @@ def test_preview_of_a_series_shows_the_article_the_client_gets_next(sqlite_clini
         second = sqlite_clinic.rebook("preview", "series", "--client", "person0@example.com")
     assert "The benefits of massage therapy for lower back pain" in first.out
     assert "Six small habits that keep your back happy between sessions" in second.out
+
+
+def test_send_notes_quiet_hours(sqlite_clinic):
+    clinic_with(sqlite_clinic, free_port(), transport="maildir")
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    perth = datetime.now(UTC).astimezone(ZoneInfo("Australia/Perth"))
+    window = f"{perth - timedelta(hours=1):%H:%M}-{perth + timedelta(hours=1):%H:%M}"  # around now
+    config = sqlite_clinic.config
+    config.write_text(config.read_text() + f'\n[policy]\nquiet_hours = "{window}"\n')
+    dry = sqlite_clinic.rebook("send", "book", "--dry-run")
+    assert f"note: within quiet hours ({window}); it would go because you asked" in dry.out
+    sent = sqlite_clinic.rebook("send", "book")
+    assert sent.code == 0 and "it went because you asked" in sent.out and "sent 3" in sent.out
