@@ -28,7 +28,10 @@ _PG_MIGRATION_LOCK = 0x7265626F6F6B  # "rebook": one upgrade at a time among wor
 
 def open_database(config: Database, *, upgrade: bool = True) -> Engine:
     """An engine on the configured database, its schema brought up to date."""
-    engine = create_engine(config.url, **_engine_options(config))
+    try:
+        engine = create_engine(config.url, **_engine_options(config))
+    except (SQLAlchemyError, ValueError) as error:  # a URL SQLAlchemy cannot parse
+        raise ConfigError(f"database.url: {error}") from None
     if config.is_sqlite:
         _make_sqlite_behave(engine)
     try:
@@ -39,9 +42,10 @@ def open_database(config: Database, *, upgrade: bool = True) -> Engine:
                 pass
     except SQLAlchemyError as error:
         engine.dispose()
-        raise ConfigError(
-            f"database.url: cannot open {engine.url!r}: {error.orig or error}"
-        ) from None
+        reason = (
+            getattr(error, "orig", None) or error
+        )  # the driver's own words, when there are some
+        raise ConfigError(f"database.url: cannot open {engine.url!r}: {reason}") from None
     return engine
 
 

@@ -73,3 +73,16 @@ def test_upgrade_is_idempotent_and_keeps_data(tmp_path):
     engine.dispose()
     with open_database(Database(url=url)).connect() as connection:
         assert connection.execute(select(clients.c.email)).scalar_one() == "a@b.example"
+
+
+def test_a_database_that_cannot_be_opened_is_a_config_error(tmp_path):
+    import pytest
+
+    from campaigns.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"database.url: cannot open .*127\.0\.0\.1:1"):
+        open_database(Database(url="postgresql+psycopg://postgres@127.0.0.1:1/nope"))
+    with pytest.raises(ConfigError, match=r"database\.url"):
+        open_database(Database(url="postgresql+psycopg://postgres@127.0.0.1:notaport/db"))
+    with pytest.raises(ConfigError, match=r"database\.url: cannot open"):
+        open_database(Database(url=f"sqlite:///{tmp_path}/missing-folder/x.db"))
