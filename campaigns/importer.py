@@ -14,7 +14,6 @@ import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from operator import itemgetter
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from campaigns import csv_rows
 from campaigns.errors import BadRow, CsvError
+from campaigns.prepared import PreparedStatement
 from campaigns.tables import client_tags, clients, suppressions, visits
 from campaigns.upsert import insert_for
 
@@ -193,30 +193,21 @@ def _upsert_statement(connection: Connection, table: Table, columns: list[str]):
 def _upsert(connection: Connection, table: Table, batch: list[dict], now: datetime) -> int:
     """Write a batch stamped ``updated_at = now``; return how many rows were inserted or changed.
 
-    On SQLite the records are converted in place to what the driver stores.
+    On SQLite the records are converted in place to what the driver stores
+    (the tags and addresses the caller reads afterwards are text, unchanged).
     """
     statement = _upsert_statement(connection, table, [*batch[0], "updated_at"])
     if connection.dialect.name != "sqlite":
         # psycopg reports no rowcount for executemany; the rows returned are the written ones
         rows = [{**record, "updated_at": now} for record in batch]
         return len(connection.execute(statement.returning(table.c.id), rows).all())
-    # SQLite: the statement compiled once, each value converted by its column
-    # type's own processor, plain tuples to the driver's executemany. This skips
-    # SQLAlchemy's per-row parameter machinery, the largest cost of a
-    # million-row import. executemany's rowcount counts the rows written.
-    dialect = connection.dialect
-    compiled = statement.compile(dialect=dialect)
-    names = compiled.positiontup
-    stamp = table.c.updated_at.type.bind_processor(dialect)(now)
-    for name in names:
-        convert = table.c[name].type.bind_processor(dialect)
-        if convert and name != "updated_at":
-            for record in batch:
-                record[name] = convert(record[name])
-    for record in batch:
-        record["updated_at"] = stamp
-    rows = list(map(itemgetter(*names), batch))
-    return connection.exec_driver_sql(compiled.string, rows).rowcount
+    # SQLite: plain rows to the driver's executemany (see campaigns.prepared),
+    # whose rowcount counts the rows written.
+    return (
+        PreparedStatement(statement, connection.dialect)
+        .execute(connection, batch, updated_at=now)
+        .rowcount
+    )
 
 
 def _replace_tags(connection: Connection, batch: list[dict]) -> None:

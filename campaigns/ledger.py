@@ -208,7 +208,7 @@ class Ledger:
             if results:
                 self._record(cursor, results, now)
             if starting:
-                self._prepared(_START).run(cursor, [{"row_id": i, "stamp": now} for i in starting])
+                self._prepared(_START).run(cursor, [{"row_id": i} for i in starting], stamp=now)
 
     def _prepared(self, statement) -> PreparedStatement:
         if statement not in self._statements:
@@ -228,11 +228,10 @@ class Ledger:
                 "reply": r.reply[:2000],
                 "retry_at": r.next_attempt_at,
                 "sent_at": now if r.status == "sent" else None,
-                "stamp": now,
             }
             for r in results
         ]
-        self._prepared(_RECORD).run(cursor, rows)
+        self._prepared(_RECORD).run(cursor, rows, stamp=now)
         bounces = [
             {
                 "address": r.bounced_address,

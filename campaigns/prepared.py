@@ -13,8 +13,9 @@ overhead.
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine
@@ -25,30 +26,53 @@ class PreparedStatement:
     def __init__(self, statement: Executable, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
-        self._defaults = dict(compiled.params)  # literal values the statement carries
-        self._order = compiled.positiontup  # None for named parameter styles
         self._convert = {
             name: processor
             for name, bind in compiled.binds.items()
             if (processor := bind.type.bind_processor(dialect)) is not None
         }
+        # values the statement itself carries, such as status="sending"
+        literals = {
+            name: value
+            for name, value in compiled.params.items()
+            if not compiled.binds[name].required
+        }
+        self._literals = self._converted(literals)
+        order = compiled.positiontup  # None for named parameter styles (psycopg)
+        self._as_row = None if order is None else (lambda row: tuple(row[name] for name in order))
+        if order is not None and len(order) > 1:
+            self._as_row = itemgetter(*order)
 
-    def _row(self, given: Mapping[str, Any]) -> tuple | dict:
-        values = {**self._defaults, **given}
+    def _converted(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            name: self._convert[name](v) if name in self._convert else v
+            for name, v in values.items()
+        }
+
+    def rows(self, rows: list[dict], **constants: Any) -> list:
+        """The driver's parameters for ``rows``, which are converted in place.
+
+        Each value goes through its column type's own processor, a column at a
+        time; ``constants`` (the same for every row, such as a timestamp) and
+        the statement's literals are converted once.
+        """
+        fixed = {**self._literals, **self._converted(constants)}
         for name, convert in self._convert.items():
-            if name in values:
-                values[name] = convert(values[name])
-        if self._order is None:
-            return values
-        return tuple(values[name] for name in self._order)
+            if name not in fixed:
+                for row in rows:
+                    row[name] = convert(row[name])
+        if fixed:
+            for row in rows:
+                row.update(fixed)
+        return rows if self._as_row is None else list(map(self._as_row, rows))
 
-    def execute(self, connection: Connection, rows: Iterable[Mapping[str, Any]]) -> CursorResult:
+    def execute(self, connection: Connection, rows: list[dict], **constants: Any) -> CursorResult:
         """Run once per row (an executemany) on a SQLAlchemy connection."""
-        return connection.exec_driver_sql(self.sql, [self._row(row) for row in rows])
+        return connection.exec_driver_sql(self.sql, self.rows(rows, **constants))
 
-    def run(self, cursor, rows: Iterable[Mapping[str, Any]]) -> None:
+    def run(self, cursor, rows: list[dict], **constants: Any) -> None:
         """Run once per row on a driver cursor (see ``DriverConnection``)."""
-        cursor.executemany(self.sql, [self._row(row) for row in rows])
+        cursor.executemany(self.sql, self.rows(rows, **constants))
 
 
 class DriverConnection:
