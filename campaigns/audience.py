@@ -123,21 +123,22 @@ class Audience:
         )
 
     def explain(self, connection: Connection) -> tuple[int, dict[str, int]]:
-        """How many members the segment has now, and how many each filter leaves out."""
-        conditions = list(segment_conditions(self.segment, self.now))
-        count = connection.execute(
-            select(func.count()).select_from(clients).where(*conditions)
-        ).scalar_one()
-        members, left_out = count, {}
-        for reason, keep in self.filters():
-            conditions.append(keep)
-            remaining = connection.execute(
-                select(func.count()).select_from(clients).where(and_(*conditions))
-            ).scalar_one()
-            if count - remaining:
-                left_out[reason] = count - remaining
-            count = remaining
-        return members, left_out
+        """How many members the segment has now, and how many each filter leaves out.
+
+        One pass over the segment: a member counts against the first filter that
+        leaves them out, as the filters apply in order.
+        """
+        filters = self.filters()
+        passed: list[ColumnElement[bool]] = []
+        counts = [func.count()]
+        for _, keep in filters:
+            counts.append(func.coalesce(func.sum(case((and_(*passed, not_(keep)), 1), else_=0)), 0))
+            passed.append(keep)
+        row = connection.execute(
+            select(*counts).select_from(clients).where(*segment_conditions(self.segment, self.now))
+        ).one()
+        members, *out = row
+        return members, {reason: n for (reason, _), n in zip(filters, out, strict=True) if n}
 
     def enqueue(self, connection: Connection) -> int:
         """Add a ``queued`` ledger row for each member of the audience; return how many were new."""
