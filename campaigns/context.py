@@ -74,31 +74,6 @@ def load_client(connection: Connection, *, client_id: str | None = None, email: 
     return connection.execute(query.limit(1)).first()
 
 
-def visit_views(
-    connection: Connection, client_id: str, segment: Segment, now: datetime, zone: tzinfo
-) -> tuple[VisitView | None, VisitView | None]:
-    """The client's last attended visit (of the segment's services) and next booked one."""
-    last = select(visits).where(
-        visits.c.client_id == client_id,
-        visits.c.status == "attended",
-        visits.c.starts_at <= now,
-    )
-    if segment.services:
-        last = last.where(visits.c.service.in_(segment.services))
-    last = last.order_by(visits.c.starts_at.desc()).limit(1)
-    upcoming = (
-        select(visits)
-        .where(
-            visits.c.client_id == client_id, visits.c.status == "booked", visits.c.starts_at >= now
-        )
-        .order_by(visits.c.starts_at)
-        .limit(1)
-    )
-    return _view(connection.execute(last).first(), zone), _view(
-        connection.execute(upcoming).first(), zone
-    )
-
-
 def _view(row, zone: tzinfo) -> VisitView | None:
     if row is None:
         return None
@@ -118,7 +93,10 @@ def sample_client(now: datetime, zone: tzinfo) -> tuple[ClientView, VisitView, V
 def visit_views_for(
     connection: Connection, client_ids: list[str], segment: Segment, now: datetime, zone: tzinfo
 ) -> dict[str, tuple[VisitView | None, VisitView | None]]:
-    """``visit_views`` for many clients in two queries: a campaign renders in batches."""
+    """Each client's last attended visit (of the segment's services) and next booked one.
+
+    Two queries for any number of clients: a campaign renders in batches.
+    """
     attended = select(visits).where(
         visits.c.client_id.in_(client_ids), visits.c.status == "attended", visits.c.starts_at <= now
     )

@@ -14,7 +14,7 @@ from campaigns.context import (
     client_view,
     load_client,
     sample_client,
-    visit_views,
+    visit_views_for,
 )
 from campaigns.errors import TemplateError, UserError
 from campaigns.message import MessageComposer, new_message_id, sender_from
@@ -54,7 +54,9 @@ def preview_campaign(
             note = f"segment {campaign.segment!r} has no members now: showing a made-up client"
         else:
             client = client_view(row)
-            last_visit, next_visit = visit_views(connection, client.id, segment, now, zone)
+            [(last_visit, next_visit)] = visit_views_for(
+                connection, [client.id], segment, now, zone
+            ).values()
         secret = web_secret(connection, settings.web.secret) if campaign.marketing else None
         article = next_article(connection, name, client.id, renderer.articles)
     link = (
