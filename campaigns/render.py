@@ -67,8 +67,7 @@ class CampaignRenderer:
         template = campaign.template or ARTICLE_TEMPLATE
         self._html_name, self._text_name = f"{template}.html.j2", f"{template}.txt.j2"
         self._html = self._load(self._html_name)
-        self._has_text = self._exists(self._text_name)
-        self._subject_source = campaign.subject
+        self._text = self._load_optional(self._text_name)  # else derived from the HTML
         self._subject = self._compile_subject(campaign.subject)
         self.articles = self._load_articles(campaign.articles) if campaign.articles else []
         self._after_render = None
@@ -96,7 +95,10 @@ class CampaignRenderer:
         html = self._run(self._html_name, context, self._html)
         if self._after_render is not None:
             html = self._after_render.inline(html)
-        text = self._run(self._text_name, context) if self._has_text else html_to_text(html)
+        if self._text is None:
+            text = html_to_text(html)
+        else:
+            text = self._run(self._text_name, context, self._text)
         return Rendered(self._render_subject(context, article), html, text)
 
     # -- preparing ----------------------------------------------------------
@@ -113,14 +115,13 @@ class CampaignRenderer:
         except Exception as error:  # a syntax error: name the file and line
             raise describe_template_error(error, f"campaigns.{self.name}") from None
 
-    def _exists(self, name: str) -> bool:
+    def _load_optional(self, name: str):
+        """The template, or None when no folder has one by that name."""
         try:
-            self._load(name)
-        except TemplateError as error:
-            if "not found" in str(error) and repr(name) in str(error):
-                return False
-            raise
-        return True
+            self._loader.get_source(self._environment, name)
+        except TemplateNotFound:
+            return None
+        return self._load(name)
 
     def _compile_subject(self, source: str | None):
         if source is None:
