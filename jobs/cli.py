@@ -142,7 +142,7 @@ def _import(app: App, kind: str, path: Path, dry_run: bool, skip_invalid: bool) 
     from campaigns.importer import import_file
 
     zone = app.settings.clinic.timezone
-    with console.file_progress(f"importing {path.name}") as progress:
+    with console.progress_bar(f"importing {path.name}", "bytes") as progress:
         report = import_file(
             app.engine, kind, path, clinic_zone=zone, skip_invalid=skip_invalid,
             dry_run=dry_run, now=app.now(), progress=progress,

@@ -39,32 +39,6 @@ def warn(message: str) -> None:
     sys.stderr.write(f"warning: {message}\n")
 
 
-@contextmanager
-def count_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar of messages on a terminal, nothing when stderr is piped."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
 def send_summary(report) -> list[str]:
     """A campaign run in a few lines: what happened, and what was skipped and why."""
     outcomes = report.outcomes
@@ -94,20 +68,26 @@ def send_summary(report) -> list[str]:
 
 
 @contextmanager
-def file_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar on a terminal, nothing when stderr is piped."""
+def progress_bar(label: str, unit: str = "items") -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on a terminal, nothing when stderr is piped.
+
+    Yields ``update(done, total)``; ``unit="bytes"`` shows sizes, else counts.
+    """
     if not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
     )
+
+    amount = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
+    columns = (TextColumn("{task.description}"), BarColumn(), amount, TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(label, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)

@@ -30,7 +30,7 @@ def send(app: App, campaign: str, dry_run: bool) -> int:
     from campaigns.delivery import run_campaign
 
     app.campaign(campaign)
-    with console.count_progress(f"sending {campaign}") as progress:
+    with console.progress_bar(f"sending {campaign}") as progress:
         report = asyncio.run(
             run_campaign(app.engine, app.settings, campaign, dry_run=dry_run, progress=progress)
         )
