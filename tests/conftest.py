@@ -9,6 +9,7 @@ tests that need it; elsewhere they are skipped with the reason.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -202,3 +203,50 @@ def run_on_terminal(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess,
         drawn += chunk
     os.close(controller)
     return done, drawn
+
+
+DEFAULT_CAMPAIGNS = ["book-next-massage", "back-pain-articles", "appointment-reminder"]
+
+
+def debian_tool(name: str) -> str:
+    """A program ``.ci/run`` installs from Debian: skipped without it, failed under CI=true."""
+    found = shutil.which(name)
+    if found is None:
+        reason = f"{name} is not installed (.ci/run installs Debian's {name})"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
+
+
+def example_email(folder: Path, campaign: str):
+    """One of the example config's campaigns, rendered and composed for a made-up client.
+
+    Returns (settings, rendered content, the message's bytes).
+    """
+    from datetime import UTC, datetime
+
+    from campaigns.config import load_settings
+    from campaigns.context import sample_client
+    from campaigns.message import MessageComposer, new_message_id, sender_from
+    from campaigns.render import CampaignRenderer
+    from campaigns.resources import example_config
+
+    (folder / "config.toml").write_text(example_config().read_text())
+    settings = load_settings(folder / "config.toml")
+    renderer = CampaignRenderer(settings, campaign)
+    now = datetime.now(UTC)
+    client, last, upcoming = sample_client(now, settings.clinic.timezone)
+    article = renderer.articles[0] if renderer.articles else None
+    link = (
+        "https://mail.waso.example/unsubscribe/QzAwMDAwMg.gwYGP41A78S6Cl4YqWm0bQ"
+        if renderer.marketing
+        else None
+    )
+    content = renderer.render(client, last, upcoming, link, article)
+    sender = sender_from(settings.mail)
+    message = MessageComposer(sender).compose(
+        content, to_name=client.full_name, to_email=client.email, message_id=new_message_id(sender),
+        date=now, unsubscribe_url=link,
+    )  # fmt: skip
+    return settings, content, message
