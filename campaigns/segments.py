@@ -196,19 +196,8 @@ def list_members(
             last_name=row.last_name,
             marketing_consent=bool(row.marketing_consent),
             tags=[tag for tag in row.tags.split(";") if tag],
-            last_visit=_as_utc(row.last_visit),
-            next_visit=_as_utc(row.next_visit),
+            last_visit=row.last_visit,
+            next_visit=row.next_visit,
         )
         for row in connection.execute(query)
     ]
-
-
-def _as_utc(value: datetime | str | None) -> datetime | None:
-    """Aggregates over a typed column lose the type on SQLite; put it back."""
-    from campaigns.tables import UTCDateTime
-
-    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
-        return value
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return UTCDateTime().process_result_value(value, None)
