@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from campaigns.config import Settings
 from campaigns.context import ClientView, VisitView
 from campaigns.errors import RebookError
-from campaigns.message import MessageComposer, sender_from
+from campaigns.message import MessageComposer, Sender
 from campaigns.render import CampaignRenderer
 
 
@@ -30,10 +29,10 @@ class Job:
 class Composer:
     """Jobs in, message bytes out (or, for a job that cannot be built, the reason)."""
 
-    def __init__(self, settings: Settings, name: str) -> None:
-        self.renderer = CampaignRenderer(settings, name)
-        self.articles = {article.name: article for article in self.renderer.articles}
-        self.composer = MessageComposer(sender_from(settings.mail))
+    def __init__(self, renderer: CampaignRenderer, sender: Sender) -> None:
+        self.renderer = renderer
+        self.articles = {article.name: article for article in renderer.articles}
+        self.composer = MessageComposer(sender)
 
     def __call__(self, jobs: list[Job]) -> list[bytes | str]:
         return [self._one(job) for job in jobs]

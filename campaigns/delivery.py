@@ -122,8 +122,10 @@ class CampaignRun:
         self.engine, self.settings, self.name, self.clock = engine, settings, name, clock
         self.campaign = settings.campaigns[name]
         self.segment = settings.segments[self.campaign.segment]
-        renderer = CampaignRenderer(settings, name)  # template errors before anything is queued
-        self.series = [article.name for article in renderer.articles]
+        self.renderer = CampaignRenderer(
+            settings, name
+        )  # template errors before anything is queued
+        self.series = [article.name for article in self.renderer.articles]
         cap = settings.policy.max_marketing
         self.audience = Audience(name, self.campaign, self.segment, clock(), self.series, cap)
         self.sender = sender_from(settings.mail)
@@ -161,7 +163,7 @@ class CampaignRun:
 
     async def deliver(self, transport: Transport, progress: Progress | None) -> None:
         await transport.open()  # TransportUnavailable before anything is claimed
-        await self._deliver(transport, Composer(self.settings, self.name), progress)
+        await self._deliver(transport, Composer(self.renderer, self.sender), progress)
 
     async def _deliver(self, transport: Transport, composer, progress: Progress | None) -> None:
         self.ledger.register(self.clock())
