@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT))
 from _process import timed  # noqa: E402
 
 from campaigns.config import load_settings  # noqa: E402
-from campaigns.database import open_database  # noqa: E402
 from campaigns.resources import example_config  # noqa: E402
 from campaigns.sample import SampleSize, write_sample_clinic  # noqa: E402
 from campaigns.segments import count_members  # noqa: E402
+from campaigns.store.database import open_database  # noqa: E402
 
 REBOOK = Path(sys.executable).with_name("rebook")
 SEGMENT = "lapsed-back-pain"

@@ -35,8 +35,8 @@ from sqlalchemy.engine import Connection
 from campaigns.config import Campaign, Segment
 from campaigns.durations import Rate, format_duration
 from campaigns.segments import segment_conditions
-from campaigns.tables import UTCDateTime, clients, sends, suppressions
-from campaigns.upsert import insert_for
+from campaigns.store.tables import UTCDateTime, clients, sends, suppressions
+from campaigns.store.upsert import insert_for
 
 ONCE = "once"
 ALWAYS_SUPPRESSED = ("bounced", "forgotten")  # even transactional mail never goes there

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from campaigns.config import Settings
 from campaigns.segments import count_members
-from campaigns.tables import client_tags, visits
+from campaigns.store.tables import client_tags, visits
 
 
 @dataclass

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from campaigns.config import Campaign, Clinic, Segment
-from campaigns.tables import clients, visits
+from campaigns.store.tables import clients, visits
 
 
 @dataclass(frozen=True)

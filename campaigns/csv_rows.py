@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 
-from campaigns.tables import VISIT_STATUSES
+from campaigns.store.tables import VISIT_STATUSES
 
 CLIENT_COLUMNS = ("id", "email", "first_name", "last_name", "marketing_consent", "tags", "timezone")
 VISIT_COLUMNS = ("id", "client_id", "starts_at", "service", "status", "therapist")

@@ -30,7 +30,7 @@ from campaigns.context import ClientView, client_view, visit_views_for
 from campaigns.ledger import HEARTBEAT_EVERY, Claimed, Ledger, Result
 from campaigns.message import sender_from
 from campaigns.render import CampaignRenderer
-from campaigns.tables import clients
+from campaigns.store.tables import clients
 from campaigns.tokens import make_token, unsubscribe_url, web_secret
 from campaigns.transports import Outcome, Outgoing, Transport, TransportUnavailable, make_transport
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from campaigns.csv_rows import parse_email
 from campaigns.errors import UserError
 from campaigns.ledger import suppress
-from campaigns.tables import sends, suppressions
+from campaigns.store.tables import sends, suppressions
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from campaigns import csv_rows
 from campaigns.errors import BadRow, CsvError
-from campaigns.prepared import PreparedStatement
-from campaigns.tables import client_tags, clients, suppressions, visits
-from campaigns.upsert import insert_for
+from campaigns.store.prepared import PreparedStatement
+from campaigns.store.tables import client_tags, clients, suppressions, visits
+from campaigns.store.upsert import insert_for
 
 BATCH_ROWS = 2_000  # rows per INSERT … ON CONFLICT round trip
 Kind = Literal["clients", "visits"]
@@ -201,7 +201,7 @@ def _upsert(connection: Connection, table: Table, batch: list[dict], now: dateti
         # psycopg reports no rowcount for executemany; the rows returned are the written ones
         rows = [{**record, "updated_at": now} for record in batch]
         return len(connection.execute(statement.returning(table.c.id), rows).all())
-    # SQLite: plain rows to the driver's executemany (see campaigns.prepared),
+    # SQLite: plain rows to the driver's executemany (see campaigns.store.prepared),
     # whose rowcount counts the rows written.
     return (
         PreparedStatement(statement, connection.dialect)

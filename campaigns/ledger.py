@@ -26,9 +26,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import String, bindparam, cast, delete, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from campaigns.prepared import DriverConnection, PreparedStatement
-from campaigns.tables import sends, suppressions, workers
-from campaigns.upsert import insert_for
+from campaigns.store.prepared import DriverConnection, PreparedStatement
+from campaigns.store.tables import sends, suppressions, workers
+from campaigns.store.upsert import insert_for
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
 DEAD_AFTER = timedelta(

@@ -20,7 +20,7 @@ from campaigns.errors import TemplateError, UserError
 from campaigns.message import MessageComposer, new_message_id, sender_from
 from campaigns.render import CampaignRenderer, Rendered
 from campaigns.segments import member_ids
-from campaigns.tables import sends
+from campaigns.store.tables import sends
 from campaigns.tokens import make_token, unsubscribe_url, web_secret
 
 

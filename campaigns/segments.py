@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from campaigns.config import Segment
-from campaigns.tables import client_tags, clients, visits
+from campaigns.store.tables import client_tags, clients, visits
 
 
 def attended_visits(segment: Segment, now: datetime) -> list[ColumnElement[bool]]:

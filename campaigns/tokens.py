@@ -18,8 +18,8 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from campaigns.tables import app_state
-from campaigns.upsert import insert_for
+from campaigns.store.tables import app_state
+from campaigns.store.upsert import insert_for
 
 MAC_BYTES = 16  # 128 bits: far beyond guessing, and a short URL
 SECRET_NAME = "web_secret"

@@ -109,7 +109,7 @@ def _die_with_parent() -> None:
 
 
 def _helper(settings: Settings, name: str) -> RunReport:
-    from campaigns.database import open_database
+    from campaigns.store.database import open_database
 
     engine = open_database(settings.database)
     try:

@@ -27,7 +27,7 @@ class App:
 
     @cached_property
     def engine(self):
-        from campaigns.database import open_database
+        from campaigns.store.database import open_database
 
         return open_database(self.settings.database)
 

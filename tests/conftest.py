@@ -24,8 +24,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from campaigns.config import Database
-from campaigns.database import open_database
-from campaigns.tables import metadata
+from campaigns.store.database import open_database
+from campaigns.store.tables import metadata
 
 POSTGRES_SERVER = os.environ.get(
     "REBOOK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

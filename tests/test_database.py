@@ -13,8 +13,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import insert, select, text
 
 from campaigns.config import Database
-from campaigns.database import MIGRATIONS, SCHEMA_REVISION, current_revision, open_database
-from campaigns.tables import clients, metadata
+from campaigns.store.database import MIGRATIONS, SCHEMA_REVISION, current_revision, open_database
+from campaigns.store.tables import clients, metadata
 
 
 def test_schema_revision_is_alembics_head():
@@ -56,7 +56,7 @@ def test_a_current_schema_costs_no_migration_import(tmp_path):
     open_database(Database(url=url)).dispose()
     probe = (
         "import sys; from campaigns.config import Database;"
-        "from campaigns.database import open_database;"
+        "from campaigns.store.database import open_database;"
         f"open_database(Database(url={url!r})); print('alembic' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

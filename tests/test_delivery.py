@@ -12,7 +12,7 @@ from campaigns.config import load_settings
 from campaigns.delivery import run_campaign
 from campaigns.durations import DailyWindow, Rate
 from campaigns.importer import import_file
-from campaigns.tables import sends, suppressions
+from campaigns.store.tables import sends, suppressions
 
 from .smtpd import SmtpServer
 

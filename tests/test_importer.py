@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select
 
-from campaigns.tables import client_tags, clients, suppressions, visits
+from campaigns.store.tables import client_tags, clients, suppressions, visits
 
 from .conftest import run_on_terminal
 

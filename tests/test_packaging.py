@@ -40,8 +40,8 @@ def test_wheel_holds_templates_config_and_migrations(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "campaigns/default_templates/layout.html.j2" in names
     assert "campaigns/config.example.toml" in names
-    assert "campaigns/migrations/env.py" in names
-    assert any(name.startswith("campaigns/migrations/versions/0001_") for name in names)
+    assert "campaigns/store/migrations/env.py" in names
+    assert any(name.startswith("campaigns/store/migrations/versions/0001_") for name in names)
     assert "jobs/cli.py" in names
     assert not any(name.startswith("tests/") for name in names)
 

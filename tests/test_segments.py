@@ -16,7 +16,7 @@ from sqlalchemy import insert
 
 from campaigns.config import Segment
 from campaigns.segments import count_members, list_members, member_ids
-from campaigns.tables import client_tags, clients, visits
+from campaigns.store.tables import client_tags, clients, visits
 
 from .conftest import empty_tables
 

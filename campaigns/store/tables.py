@@ -1,6 +1,6 @@
 """The database schema as SQLAlchemy Core tables.
 
-Every time is stored in UTC. Migrations under ``campaigns/migrations`` create
+Every time is stored in UTC. Migrations under ``campaigns/store/migrations`` create
 and change these tables; a test checks that the two agree.
 """
 

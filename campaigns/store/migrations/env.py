@@ -1,8 +1,8 @@
-"""Alembic runs migrations on the connection rebook hands it (see campaigns.database)."""
+"""Alembic runs migrations on the connection rebook hands it (see campaigns.store.database)."""
 
 from alembic import context
 
-from campaigns.tables import metadata
+from campaigns.store.tables import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

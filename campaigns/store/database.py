@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from campaigns.config import Database
 from campaigns.errors import ConfigError
 
-# The newest migration under campaigns/migrations/versions. When the database
+# The newest migration under campaigns/store/migrations/versions. When the database
 # already carries it, start-up does no migration work and never imports Alembic.
 # tests/test_database.py checks this against Alembic's own head.
 SCHEMA_REVISION = "0003"
