@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 from _process import timed  # noqa: E402
 
+from campaigns.clients.sample import SampleSize, write_sample_clinic  # noqa: E402
+from campaigns.clients.segments import count_members  # noqa: E402
 from campaigns.config import load_settings  # noqa: E402
 from campaigns.resources import example_config  # noqa: E402
-from campaigns.sample import SampleSize, write_sample_clinic  # noqa: E402
-from campaigns.segments import count_members  # noqa: E402
 from campaigns.store.database import open_database  # noqa: E402
 
 REBOOK = Path(sys.executable).with_name("rebook")
@@ -184,7 +184,7 @@ def plain_rows(folder: Path) -> list[tuple]:
     """The visits file's rows, parsed as rebook stores them (UTC text), outside the timing."""
     import csv
 
-    from campaigns.csv_rows import parse_visit
+    from campaigns.clients.csv_rows import parse_visit
 
     zone = load_settings(folder / "config.toml").clinic.timezone
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

@@ -32,9 +32,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from campaigns.clients.segments import segment_conditions
 from campaigns.config import Campaign, Segment
 from campaigns.durations import Rate, format_duration
-from campaigns.segments import segment_conditions
 from campaigns.store.tables import UTCDateTime, clients, sends, suppressions
 from campaigns.store.upsert import insert_for
 

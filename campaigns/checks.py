@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from campaigns.clients.segments import count_members
 from campaigns.config import Settings
-from campaigns.segments import count_members
 from campaigns.store.tables import client_tags, visits
 
 

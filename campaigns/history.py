@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from campaigns.csv_rows import parse_email
+from campaigns.clients.csv_rows import parse_email
 from campaigns.errors import UserError
 from campaigns.ledger import suppress
 from campaigns.store.tables import sends, suppressions

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from campaigns.clients.segments import member_ids
 from campaigns.config import Segment, Settings
 from campaigns.context import (
     ClientView,
@@ -19,7 +20,6 @@ from campaigns.context import (
 from campaigns.errors import TemplateError, UserError
 from campaigns.message import MessageComposer, new_message_id, sender_from
 from campaigns.render import CampaignRenderer, Rendered
-from campaigns.segments import member_ids
 from campaigns.store.tables import sends
 from campaigns.tokens import make_token, unsubscribe_url, web_secret
 

@@ -7,9 +7,9 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
+from campaigns.clients.sample import write_sample_clinic
 from campaigns.errors import UserError
 from campaigns.resources import default_templates, example_config
-from campaigns.sample import write_sample_clinic
 
 
 def write_starter(

@@ -139,7 +139,7 @@ def import_group() -> None:
 
 
 def _import(app: App, kind: str, path: Path, dry_run: bool, skip_invalid: bool) -> int:
-    from campaigns.importer import import_file
+    from campaigns.clients.importer import import_file
 
     zone = app.settings.clinic.timezone
     with console.progress_bar(f"importing {path.name}", "bytes") as progress:
@@ -211,7 +211,7 @@ def segment(app: App, name: str, limit: int | None, count_only: bool, as_json: b
       rebook segment lapsed-back-pain --count
       rebook segment lapsed-back-pain --json --limit 100
     """
-    from campaigns.segments import count_members, list_members
+    from campaigns.clients.segments import count_members, list_members
 
     rules, now = app.segment(name), app.now()
     with app.engine.connect() as connection:

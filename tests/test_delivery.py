@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from campaigns.clients.importer import import_file
 from campaigns.config import load_settings
 from campaigns.delivery import run_campaign
 from campaigns.durations import DailyWindow, Rate
-from campaigns.importer import import_file
 from campaigns.store.tables import sends, suppressions
 
 from .smtpd import SmtpServer

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert
 
+from campaigns.clients.segments import count_members, list_members, member_ids
 from campaigns.config import Segment
-from campaigns.segments import count_members, list_members, member_ids
 from campaigns.store.tables import client_tags, clients, visits
 
 from .conftest import empty_tables

@@ -20,7 +20,7 @@ from typing import Literal
 from sqlalchemy import Table, delete, func, insert, or_, select
 from sqlalchemy.engine import Connection, Engine
 
-from campaigns import csv_rows
+from campaigns.clients import csv_rows
 from campaigns.errors import BadRow, CsvError
 from campaigns.store.prepared import PreparedStatement
 from campaigns.store.tables import client_tags, clients, suppressions, visits
