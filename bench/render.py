@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 from campaigns.clients.sample import FIRST_NAMES, LAST_NAMES  # noqa: E402
 from campaigns.config import load_settings  # noqa: E402
-from campaigns.context import ClientView, sample_client  # noqa: E402
-from campaigns.message import MessageComposer, new_message_id, sender_from  # noqa: E402
-from campaigns.render import CampaignRenderer  # noqa: E402
+from campaigns.content.context import ClientView, sample_client  # noqa: E402
+from campaigns.content.message import MessageComposer, new_message_id, sender_from  # noqa: E402
+from campaigns.content.render import CampaignRenderer  # noqa: E402
+from campaigns.content.tokens import make_token, unsubscribe_url  # noqa: E402
 from campaigns.resources import example_config  # noqa: E402
-from campaigns.tokens import make_token, unsubscribe_url  # noqa: E402
 
 
 def clients(count: int) -> list[ClientView]:

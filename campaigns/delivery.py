@@ -5,7 +5,7 @@ scheduler will, and tests do. A single message's trouble never raises: it
 ends up in the ledger and in the report.
 
 Inside a run, one producer claims rows in batches and has them rendered
-(in a helper process when the run is big, see ``campaigns.composing``),
+(in a helper process when the run is big, see ``campaigns.content.composing``),
 and one consumer per transport slot (an SMTP connection) sends them, each
 message's start committed before it leaves (``campaigns.committer``).
 """
@@ -23,15 +23,17 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from campaigns.audience import Audience
+from campaigns.clients.lookup import visit_views_for
 from campaigns.committer import Committer
-from campaigns.composing import Composer, Job
 from campaigns.config import Settings
-from campaigns.context import ClientView, client_view, visit_views_for
+from campaigns.content.composing import Composer, Job
+from campaigns.content.context import ClientView, client_view
+from campaigns.content.message import sender_from
+from campaigns.content.render import CampaignRenderer
+from campaigns.content.tokens import make_token, unsubscribe_url
 from campaigns.ledger import HEARTBEAT_EVERY, Claimed, Ledger, Result
-from campaigns.message import sender_from
-from campaigns.render import CampaignRenderer
+from campaigns.store.secrets import web_secret
 from campaigns.store.tables import clients
-from campaigns.tokens import make_token, unsubscribe_url, web_secret
 from campaigns.transports import Outcome, Outgoing, Transport, TransportUnavailable, make_transport
 
 CLAIM_BATCH = 200  # rows claimed and rendered at a time

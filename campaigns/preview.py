@@ -8,20 +8,16 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from campaigns.clients.lookup import load_client, visit_views_for
 from campaigns.clients.segments import member_ids
 from campaigns.config import Segment, Settings
-from campaigns.context import (
-    ClientView,
-    client_view,
-    load_client,
-    sample_client,
-    visit_views_for,
-)
+from campaigns.content.context import ClientView, client_view, sample_client
+from campaigns.content.message import MessageComposer, new_message_id, sender_from
+from campaigns.content.render import CampaignRenderer, Rendered
+from campaigns.content.tokens import make_token, unsubscribe_url
 from campaigns.errors import TemplateError, UserError
-from campaigns.message import MessageComposer, new_message_id, sender_from
-from campaigns.render import CampaignRenderer, Rendered
+from campaigns.store.secrets import web_secret
 from campaigns.store.tables import sends
-from campaigns.tokens import make_token, unsubscribe_url, web_secret
 
 
 @dataclass(frozen=True)

@@ -227,9 +227,9 @@ def example_email(folder: Path, campaign: str):
     from datetime import UTC, datetime
 
     from campaigns.config import load_settings
-    from campaigns.context import sample_client
-    from campaigns.message import MessageComposer, new_message_id, sender_from
-    from campaigns.render import CampaignRenderer
+    from campaigns.content.context import sample_client
+    from campaigns.content.message import MessageComposer, new_message_id, sender_from
+    from campaigns.content.render import CampaignRenderer
     from campaigns.resources import example_config
 
     (folder / "config.toml").write_text(example_config().read_text())

@@ -19,8 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from campaigns.config import Mail
-from campaigns.message import MessageComposer, MessageError, Sender, new_message_id, sender_from
-from campaigns.render import Rendered
+from campaigns.content.message import (
+    MessageComposer,
+    MessageError,
+    Sender,
+    new_message_id,
+    sender_from,
+)
+from campaigns.content.render import Rendered
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 CONTENT = Rendered(
@@ -179,7 +185,7 @@ def test_every_message_reads_back_as_written(name, subject, text, html):
 def test_plain_ascii_subjects_encode_as_the_standard_library_does(value):
     from email.header import Header
 
-    from campaigns.message import encode_header
+    from campaigns.content.message import encode_header
 
     expected = Header(value, "us-ascii", header_name="Subject").encode(
         linesep="\r\n", maxlinelen=78

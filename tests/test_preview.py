@@ -74,7 +74,7 @@ def test_preview_of_an_empty_segment_shows_a_made_up_client(sqlite_clinic):
     [
         (
             "<p>\n{{ client.frist_name }}</p>",
-            "mine.html.j2, line 4: 'campaigns.context.ClientView object' has no attribute 'frist_name'",
+            "mine.html.j2, line 4: 'campaigns.content.context.ClientView object' has no attribute 'frist_name'",
         ),
         (
             "<p>{% if client.first_name %}</p>",
@@ -82,7 +82,7 @@ def test_preview_of_an_empty_segment_shows_a_made_up_client(sqlite_clinic):
         ),
         (
             "{{ last_visit.started }}",
-            "mine.html.j2, line 3: 'campaigns.context.VisitView object' has no attribute 'started'",
+            "mine.html.j2, line 3: 'campaigns.content.context.VisitView object' has no attribute 'started'",
         ),
     ],
 )

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from campaigns.config import load_settings
-from campaigns.context import sample_client
+from campaigns.content.context import sample_client
+from campaigns.content.render import CampaignRenderer
 from campaigns.errors import TemplateError
-from campaigns.render import CampaignRenderer
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 CAMPAIGNS = """

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from campaigns.tokens import make_token, read_token, unsubscribe_url, web_secret
+from campaigns.content.tokens import make_token, read_token, unsubscribe_url
+from campaigns.store.secrets import web_secret
 
 SECRET = b"s3cret"
 

@@ -26,8 +26,8 @@ from email.header import Header
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 
 from campaigns.config import Mail
+from campaigns.content.render import Rendered
 from campaigns.errors import RebookError
-from campaigns.render import Rendered
 
 MAX_LINE = 78  # RFC 5322's recommended limit, as email.policy.SMTP folds
 _BREAKS = re.compile(r"[\r\n]")

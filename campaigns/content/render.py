@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from jinja2 import TemplateNotFound
 from markdown_it import MarkdownIt
 
-from campaigns.articles import Article, load_article, resolve_articles
 from campaigns.config import Settings
-from campaigns.context import (
+from campaigns.content.articles import Article, load_article, resolve_articles
+from campaigns.content.context import (
     CampaignView,
     ClientView,
     ClinicView,
@@ -17,16 +17,16 @@ from campaigns.context import (
     campaign_view,
     clinic_view,
 )
-from campaigns.errors import TemplateError
-from campaigns.inlining import LAYOUT, InliningLoader, document_inliner, inline_fragment
-from campaigns.plaintext import html_to_text
-from campaigns.templating import (
+from campaigns.content.inlining import LAYOUT, InliningLoader, document_inliner, inline_fragment
+from campaigns.content.plaintext import html_to_text
+from campaigns.content.templating import (
     describe_template_error,
     make_environment,
     search_path,
     template_loader,
     view_attributes,
 )
+from campaigns.errors import TemplateError
 
 ARTICLE_TEMPLATE = "article"
 TEMPLATE_VIEWS = view_attributes(ClientView, VisitView, ClinicView, CampaignView, Article)
@@ -45,7 +45,7 @@ class CampaignRenderer:
     """A campaign's templates, articles and subject, prepared once for a whole run.
 
     Jinja parses and compiles each template once; the layout's CSS is inlined
-    into the template sources once (see ``campaigns.inlining``) and into each
+    into the template sources once (see ``campaigns.content.inlining``) and into each
     article once; per client only Jinja's compiled code runs.
     """
 

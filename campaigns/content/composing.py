@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from campaigns.context import ClientView, VisitView
+from campaigns.content.context import ClientView, VisitView
+from campaigns.content.message import MessageComposer, Sender
+from campaigns.content.render import CampaignRenderer
 from campaigns.errors import RebookError
-from campaigns.message import MessageComposer, Sender
-from campaigns.render import CampaignRenderer
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,70 @@
+"""What a template sees: plain, read-only views of a client, their visits, the clinic.
+
+Templates run sandboxed; they get these small frozen objects, never database
+rows or settings, so a template can read ``client.first_name`` and nothing
+it should not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+
+from campaigns.config import Campaign, Clinic
+
+
+@dataclass(frozen=True)
+class ClientView:
+    id: str
+    first_name: str
+    last_name: str
+    email: str
+    tags: tuple[str, ...]
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+@dataclass(frozen=True)
+class VisitView:
+    starts_at: datetime  # in the clinic's time zone
+    service: str
+    therapist: str
+
+
+@dataclass(frozen=True)
+class ClinicView:
+    name: str
+    address: str
+    booking_url: str
+    website: str | None
+
+
+@dataclass(frozen=True)
+class CampaignView:
+    name: str
+    kind: str
+
+
+def clinic_view(clinic: Clinic) -> ClinicView:
+    return ClinicView(clinic.name, clinic.address, clinic.booking_url, clinic.website)
+
+
+def campaign_view(name: str, campaign: Campaign) -> CampaignView:
+    return CampaignView(name, campaign.kind)
+
+
+def client_view(row) -> ClientView:
+    tags = tuple(tag for tag in (row.tags or "").split(";") if tag)
+    return ClientView(row.id, row.first_name, row.last_name, row.email, tags)
+
+
+def sample_client(now: datetime, zone: tzinfo) -> tuple[ClientView, VisitView, VisitView]:
+    """A made-up client with a past and a booked visit, for ``check`` and empty segments."""
+    local = now.astimezone(zone).replace(minute=0, second=0, microsecond=0)
+    return (
+        ClientView("sample", "Alex", "Sample", "alex.sample@example.com", ("back-pain",)),
+        VisitView((local - timedelta(weeks=8)).replace(hour=10), "remedial-massage", "Sam Carter"),
+        VisitView((local + timedelta(days=1)).replace(hour=14), "back-pain-massage", "Sam Carter"),
+    )
