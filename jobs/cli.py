@@ -113,8 +113,8 @@ def check(app: App, smtp_login: bool) -> int:
 def _check_smtp(settings) -> int:
     import asyncio
 
-    from campaigns.transports import TransportUnavailable
-    from campaigns.transports.smtp import SmtpTransport
+    from campaigns.delivery.transports import TransportUnavailable
+    from campaigns.delivery.transports.smtp import SmtpTransport
 
     smtp = settings.smtp
     transport = SmtpTransport(smtp.model_copy(update={"connections": 1}))

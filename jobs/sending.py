@@ -27,7 +27,7 @@ def send(app: App, campaign: str, dry_run: bool) -> int:
     """
     import asyncio
 
-    from campaigns.delivery import run_campaign
+    from campaigns.delivery.run import run_campaign
 
     app.campaign(campaign)
     with console.progress_bar(f"sending {campaign}") as progress:
@@ -55,7 +55,7 @@ def history(app: App, email: str, as_json: bool) -> int:
     Example:
       rebook history jo@example.com
     """
-    from campaigns.history import client_history
+    from campaigns.delivery.history import client_history
 
     with app.engine.connect() as connection:
         entries, suppression = client_history(connection, email)
@@ -92,7 +92,7 @@ def unsubscribe(app: App, email: str) -> int:
     Example:
       rebook unsubscribe jo@example.com
     """
-    from campaigns.history import unsubscribe_by_hand
+    from campaigns.delivery.history import unsubscribe_by_hand
 
     writing = app.engine.connect().execution_options(sqlite_immediate=True)
     with writing as connection, connection.begin():

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from campaigns.clients.importer import import_file
 from campaigns.config import load_settings
-from campaigns.delivery import run_campaign
+from campaigns.delivery.run import run_campaign
 from campaigns.durations import DailyWindow, Rate
 from campaigns.store.tables import sends, suppressions
 

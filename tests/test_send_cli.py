@@ -9,9 +9,9 @@ import time
 import aiosmtplib
 import pytest
 
+from campaigns.delivery.ratelimit import TokenBucket
+from campaigns.delivery.transports.smtp import classify
 from campaigns.durations import Rate
-from campaigns.ratelimit import TokenBucket
-from campaigns.transports.smtp import classify
 
 from .conftest import run_on_terminal
 from .smtpd import SmtpServer, free_port

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime
 
-from campaigns.ledger import Ledger, Result
+from campaigns.delivery.ledger import Ledger, Result
 
 
 class Committer:

@@ -13,9 +13,9 @@ import asyncio
 import aiosmtplib
 
 from campaigns.config import Smtp
-from campaigns.ledger import BOUNCE_CODES
-from campaigns.ratelimit import TokenBucket
-from campaigns.transports.base import Outcome, Outgoing, TransportUnavailable
+from campaigns.delivery.ledger import BOUNCE_CODES
+from campaigns.delivery.ratelimit import TokenBucket
+from campaigns.delivery.transports.base import Outcome, Outgoing, TransportUnavailable
 
 # A dropped connection or a timeout: defer, and connect again. (SMTPConnectError
 # and the timeouts are OSError and TimeoutError subclasses too.)

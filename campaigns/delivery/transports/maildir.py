@@ -5,7 +5,7 @@ from __future__ import annotations
 import mailbox
 from pathlib import Path
 
-from campaigns.transports.base import Outcome, Outgoing, TransportUnavailable
+from campaigns.delivery.transports.base import Outcome, Outgoing, TransportUnavailable
 
 
 class MaildirTransport:

@@ -23,9 +23,9 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 
 from campaigns.config import Settings
-from campaigns.delivery import CampaignRun, Progress, RunReport, utc_now
+from campaigns.delivery.pipeline import CampaignRun, Progress, RunReport, utc_now
+from campaigns.delivery.transports import TransportUnavailable, make_transport
 from campaigns.durations import Rate
-from campaigns.transports import TransportUnavailable, make_transport
 
 PARALLEL_FROM = 2_000  # messages: below this, one process is enough
 PROGRESS_EVERY = 0.5  # seconds between progress polls of the ledger

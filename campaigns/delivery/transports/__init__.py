@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from campaigns.config import Settings
-from campaigns.transports.base import Outcome, Outgoing, Transport, TransportUnavailable
+from campaigns.delivery.transports.base import Outcome, Outgoing, Transport, TransportUnavailable
 
 
 def make_transport(settings: Settings) -> Transport:
     if settings.mail.transport == "maildir":
-        from campaigns.transports.maildir import MaildirTransport
+        from campaigns.delivery.transports.maildir import MaildirTransport
 
         return MaildirTransport(settings.mail.maildir)
-    from campaigns.transports.smtp import SmtpTransport
+    from campaigns.delivery.transports.smtp import SmtpTransport
 
     return SmtpTransport(settings.smtp)
 

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from campaigns.clients.csv_rows import parse_email
+from campaigns.delivery.ledger import suppress
 from campaigns.errors import UserError
-from campaigns.ledger import suppress
 from campaigns.store.tables import sends, suppressions
 
 

@@ -1,13 +1,10 @@
-"""A campaign run: enqueue the audience, then claim, render, send and record, until done.
+"""One process's part of a campaign run: enqueue, then claim, render, send and record.
 
-``run_campaign`` is a plain async function: ``rebook send`` calls it, the
-scheduler will, and tests do. A single message's trouble never raises: it
-ends up in the ledger and in the report.
-
-Inside a run, one producer claims rows in batches and has them rendered
+A single message's trouble never raises: it ends up in the ledger and in the
+report. Inside a run, one producer claims rows in batches and has them rendered
 (in a helper process when the run is big, see ``campaigns.content.composing``),
 and one consumer per transport slot (an SMTP connection) sends them, each
-message's start committed before it leaves (``campaigns.committer``).
+message's start committed before it leaves (``campaigns.delivery.committer``).
 """
 
 from __future__ import annotations
@@ -22,19 +19,19 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from campaigns.audience import Audience
 from campaigns.clients.lookup import visit_views_for
-from campaigns.committer import Committer
 from campaigns.config import Settings
 from campaigns.content.composing import Composer, Job
 from campaigns.content.context import ClientView, client_view
 from campaigns.content.message import sender_from
 from campaigns.content.render import CampaignRenderer
 from campaigns.content.tokens import make_token, unsubscribe_url
-from campaigns.ledger import HEARTBEAT_EVERY, Claimed, Ledger, Result
+from campaigns.delivery.audience import Audience
+from campaigns.delivery.committer import Committer
+from campaigns.delivery.ledger import HEARTBEAT_EVERY, Claimed, Ledger, Result
+from campaigns.delivery.transports import Outcome, Outgoing, Transport
 from campaigns.store.secrets import web_secret
 from campaigns.store.tables import clients
-from campaigns.transports import Outcome, Outgoing, Transport, TransportUnavailable, make_transport
 
 CLAIM_BATCH = 200  # rows claimed and rendered at a time
 Clock = Callable[[], datetime]
@@ -78,43 +75,6 @@ def retry_at(settings: Settings, attempts: int, now: datetime) -> datetime | Non
         return None
     delay = settings.smtp.retry_backoff * (2 ** (attempts - 1))
     return now + delay * random.uniform(0.8, 1.2)
-
-
-async def run_campaign(
-    engine: Engine,
-    settings: Settings,
-    name: str,
-    *,
-    dry_run: bool = False,
-    clock: Clock = utc_now,
-    transport: Transport | None = None,
-    progress: Progress | None = None,
-    processes: int | None = None,
-) -> RunReport:
-    """Run campaign ``name`` once.
-
-    ``processes``: how many worker processes deliver (default: one per core
-    for a big run, see ``campaigns.workers``); a given ``transport`` means one.
-    """
-    from campaigns.workers import Helpers, worker_count
-
-    run = CampaignRun(engine, settings, name, clock)
-    report = run.explain(dry_run)
-    report.quiet_hours = quiet_hours_now(settings, run.campaign, clock())
-    if dry_run:
-        return report
-    expected = run.waiting() + report.members - sum(report.left_out.values())
-    count = 1 if transport is not None else worker_count(settings, expected, processes)
-    helpers = Helpers(settings, name, count) if count > 1 else None  # they start while we enqueue
-    run.enqueue()
-    try:
-        if helpers is not None:
-            await helpers.deliver(run, progress)
-        else:
-            await run.deliver(transport or make_transport(settings), progress)
-    except TransportUnavailable as error:
-        report.unreachable = str(error)
-    return report
 
 
 class CampaignRun:
