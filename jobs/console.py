@@ -60,10 +60,25 @@ def send_summary(report) -> list[str]:
         lines.append(f"  skipped {sum(report.left_out.values())}: {reasons}")
     if report.recovered:
         lines.append(f"  recovered {report.recovered} message(s) left behind by a stopped run")
-    for address, reply in report.failures[:20]:
-        lines.append(f"  failed: {address}: {reply}")
-    if len(report.failures) > 20:
-        lines.append(f"  … and {len(report.failures) - 20} more failures (rebook history EMAIL)")
+    if outcomes["skipped"]:
+        lines.append(
+            f"  not sent {outcomes['skipped']}: unsubscribed, bounced or withdrew consent "
+            "after they were queued"
+        )
+    lines += _listed("failed", report.failures)
+    if report.errors:
+        lines.append(
+            f"  not sent {len(report.errors)} because of rebook's own configuration or templates: "
+            "fix it and run again, and they will be sent"
+        )
+        lines += _listed("not sent", report.errors)
+    return lines
+
+
+def _listed(label: str, entries: list[tuple[str, str]], shown: int = 20) -> list[str]:
+    lines = [f"  {label}: {address}: {reply}" for address, reply in entries[:shown]]
+    if len(entries) > shown:
+        lines.append(f"  … and {len(entries) - shown} more (rebook history EMAIL)")
     return lines
 
 

@@ -84,15 +84,23 @@ class ScriptedHandler:
 
 
 class SmtpServer:
-    """``credentials=(user, password)`` makes the server require that login (over plain TCP)."""
+    """``credentials=(user, password)`` makes the server check that login (over plain TCP);
+    ``login_required`` refuses mail without it (530); ``smtputf8`` offers SMTPUTF8."""
 
-    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        credentials: tuple[str, str] | None = None,
+        *,
+        login_required: bool = False,
+        smtputf8: bool = False,
+    ) -> None:
         self.handler = ScriptedHandler()
         self.port = free_port()
         self.logins: list[str] = []
-        options = {}
+        options: dict = {"enable_SMTPUTF8": smtputf8}
         if credentials is not None:
-            options = {"authenticator": self._check(credentials), "auth_require_tls": False}
+            options |= {"authenticator": self._check(credentials), "auth_require_tls": False,
+                        "auth_required": login_required}  # fmt: skip
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **options)
 
     def _check(self, credentials: tuple[str, str]):

@@ -1,10 +1,16 @@
-"""Rendering and composing a batch of messages from plain, picklable jobs."""
+"""Rendering and composing a batch of messages from plain, picklable jobs.
+
+Whatever is wrong with one job (its address, its name, a template branch
+only its data reaches) makes that job's reason, never an exception: one
+message's trouble must not stop a run.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
+from campaigns.content.addresses import envelope_address
 from campaigns.content.context import ClientView, VisitView
 from campaigns.content.message import MessageComposer, Sender
 from campaigns.content.render import CampaignRenderer
@@ -26,26 +32,38 @@ class Job:
     date: datetime
 
 
+@dataclass(frozen=True)
+class Built:
+    """A message ready to leave: the envelope recipient and the bytes."""
+
+    recipient: str
+    data: bytes
+
+
 class Composer:
-    """Jobs in, message bytes out (or, for a job that cannot be built, the reason)."""
+    """Jobs in, messages out (or, for a job that cannot be built, the reason)."""
 
     def __init__(self, renderer: CampaignRenderer, sender: Sender) -> None:
         self.renderer = renderer
         self.articles = {article.name: article for article in renderer.articles}
         self.composer = MessageComposer(sender)
 
-    def __call__(self, jobs: list[Job]) -> list[bytes | str]:
+    def __call__(self, jobs: list[Job]) -> list[Built | str]:
         return [self._one(job) for job in jobs]
 
-    def _one(self, job: Job) -> bytes | str:
+    def _one(self, job: Job) -> Built | str:
         try:
+            recipient = envelope_address(job.email)
             article = self.articles.get(job.article) if job.article else None
             content = self.renderer.render(
                 job.client, job.last_visit, job.next_visit, job.unsubscribe_url, article
             )
-            return self.composer.compose(
-                content, to_name=job.client.full_name, to_email=job.email,
+            data = self.composer.compose(
+                content, to_name=job.client.full_name, to_email=recipient,
                 message_id=job.message_id, date=job.date, unsubscribe_url=job.unsubscribe_url,
             )  # fmt: skip
         except RebookError as error:
             return f"not sent: {error}"
+        except Exception as error:  # a case nobody foresaw: still this message's alone
+            return f"not sent: could not build the message: {type(error).__name__}: {error}"
+        return Built(recipient, data)

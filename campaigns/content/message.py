@@ -63,21 +63,61 @@ def new_message_id(sender: Sender) -> str:
 
 
 def encode_header(name: str, value: str) -> bytes:
-    """``Name: value`` folded to 78 columns, non-ASCII as RFC 2047 encoded words."""
-    if value.isascii() and len(name) + 2 + len(value) <= MAX_LINE and "=?" not in value:
-        return f"{name}: {value}\r\n".encode(
-            "ascii"
-        )  # short plain ASCII: nothing to encode or fold
-    charset = "us-ascii" if value.isascii() else "utf-8"
+    """``Name: value`` folded to 78 columns, as RFC 2047 encoded words where plain text can't be.
+
+    Plain ASCII folds at its spaces. Anything else (non-ASCII, a word too
+    long to fold, or a literal ``=?…?=`` a reader would decode as an encoded
+    word) is written as UTF-8 encoded words, which fold anywhere and read
+    back exactly as typed.
+    """
+    if _plain(value, MAX_LINE - len(name) - 2):
+        return f"{name}: {value}\r\n".encode("ascii")  # short plain ASCII: nothing to do
+    charset = "us-ascii" if _plain(value, MAX_LINE - len(name) - 2, words=True) else "utf-8"
     encoded = Header(value, charset, header_name=name).encode(linesep="\r\n", maxlinelen=MAX_LINE)
     return f"{name}: {encoded}\r\n".encode("ascii")
 
 
+def _plain(value: str, room: int, *, words: bool = False) -> bool:
+    """Whether ``value`` can go as it is: ASCII, nothing like an encoded word, and short.
+
+    ``words``: each word short enough (the value will be folded at spaces).
+    """
+    if not value.isascii() or "=?" in value:
+        return False
+    if words:
+        return all(len(word) <= room for word in value.split())
+    return len(value) <= room
+
+
 def _address_header(name: str, display_name: str, address: str) -> bytes:
+    """``Name: display name <address>``, the name quoted or encoded, folded to 78 columns.
+
+    A non-ASCII local part stays UTF-8 (RFC 6532): the transport sends such a
+    message only over SMTPUTF8.
+    """
     if _BREAKS.search(display_name) or not _ADDRESS.match(address):
         raise MessageError(f"cannot address a message to {display_name!r} <{address!r}>")
     display_name = " ".join(display_name.split())  # one plain space between words, as readers show
-    return f"{name}: {formataddr((display_name, address), charset='utf-8')}\r\n".encode("ascii")
+    charset = "ascii" if address.isascii() else "utf-8"
+    plain = _formatted(display_name, address)
+    if not display_name or _plain(plain, MAX_LINE - len(name) - 2):
+        return f"{name}: {plain}\r\n".encode(charset)
+    phrase = Header(display_name, "utf-8", header_name=name).encode(
+        linesep="\r\n", maxlinelen=MAX_LINE
+    )
+    last = phrase.rpartition("\r\n")[2]
+    fits = len(last) + len(address) + 3 <= MAX_LINE - (0 if "\r\n" in phrase else len(name) + 2)
+    return f"{name}: {phrase}{' ' if fits else chr(13) + chr(10) + ' '}<{address}>\r\n".encode(
+        charset
+    )
+
+
+def _formatted(display_name: str, address: str) -> str:
+    """``formataddr``'s quoting of the name, for any address (it refuses a UTF-8 one)."""
+    if not display_name:
+        return address
+    quoted = formataddr((display_name, "x@x"))  # quotes the name where specials need it
+    return f"{quoted.removesuffix('<x@x>')}<{address}>"
 
 
 def _quoted_printable(text: str) -> bytes:

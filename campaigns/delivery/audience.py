@@ -34,12 +34,14 @@ from sqlalchemy.engine import Connection
 
 from campaigns.clients.segments import segment_conditions
 from campaigns.config import Campaign, Segment
+from campaigns.delivery.suppression import allowed
 from campaigns.durations import Rate, format_duration
-from campaigns.store.tables import UTCDateTime, clients, sends, suppressions
+from campaigns.store.tables import UNSPENT_STATUSES as UNSPENT
+from campaigns.store.tables import UTCDateTime, clients, sends
 from campaigns.store.upsert import insert_for
 
 ONCE = "once"
-ALWAYS_SUPPRESSED = ("bounced", "forgotten")  # even transactional mail never goes there
+WAITING = ("queued", "claimed", "sending", "deferred")
 
 
 def period_key(campaign: Campaign, now: datetime) -> str:
@@ -61,9 +63,14 @@ class Audience:
     articles: list[str] = field(default_factory=list)  # a series, in order
     cap: Rate | None = None  # [policy] max_marketing, across every marketing campaign
 
-    def _had(self, key: ColumnElement | str) -> ColumnElement[bool]:
+    def _had(self, key: ColumnElement | str, statuses=None) -> ColumnElement[bool]:
+        """A ledger row of this campaign and key that spent it (or, given, in ``statuses``)."""
+        spent = sends.c.status.in_(statuses) if statuses else sends.c.status.not_in(UNSPENT)
         return exists().where(
-            sends.c.campaign == self.name, sends.c.client_id == clients.c.id, sends.c.key == key
+            sends.c.campaign == self.name,
+            sends.c.client_id == clients.c.id,
+            sends.c.key == key,
+            spent,
         )
 
     def key_column(self) -> ColumnElement:
@@ -76,15 +83,16 @@ class Audience:
         reasons = []
         if self.campaign.marketing:
             reasons.append(("no marketing consent", clients.c.marketing_consent.is_(True)))
-        barred = exists().where(suppressions.c.address == clients.c.email)
-        if not self.campaign.marketing:
-            barred = barred.where(suppressions.c.reason.in_(ALWAYS_SUPPRESSED))
-        reasons.append(("unsubscribed or bounced", not_(barred)))
+        marketing = self.campaign.marketing
+        reasons.append(
+            ("unsubscribed or bounced", allowed(clients.c.email, clients.c.id, marketing=marketing))
+        )
         if self.campaign.repeat_after is not None:
             recent = exists().where(
                 sends.c.campaign == self.name,
                 sends.c.client_id == clients.c.id,
                 sends.c.created_at > self.now - self.campaign.repeat_after,
+                sends.c.status.not_in(UNSPENT),
             )
             reasons.append(
                 (f"had it in the last {format_duration(self.campaign.repeat_after)}", not_(recent))
@@ -92,7 +100,12 @@ class Audience:
         if self.articles:
             reasons.append(("had every article", self.key_column().is_not(None)))
         else:
-            reasons.append(("already sent", not_(self._had(self.key_column()))))
+            key = self.key_column()
+            reasons += [
+                ("already sent", not_(self._had(key, ("sent",)))),
+                ("already queued or waiting for a retry", not_(self._had(key, WAITING))),
+                ("refused or bounced before", not_(self._had(key, ("failed",)))),
+            ]
         if self.cap is not None and self.campaign.marketing:
             reasons.append((f"reached the marketing cap of {self.cap}", self._under_cap(self.cap)))
         return reasons
@@ -105,7 +118,7 @@ class Audience:
             .where(
                 sends.c.client_id == clients.c.id,
                 sends.c.marketing.is_(True),
-                sends.c.status != "failed",
+                sends.c.status.not_in(("failed", *UNSPENT)),
                 sends.c.created_at > self.now - cap.per,
             )
             .scalar_subquery()
@@ -141,28 +154,35 @@ class Audience:
         return members, {reason: n for (reason, _), n in zip(filters, out, strict=True) if n}
 
     def enqueue(self, connection: Connection) -> int:
-        """Add a ``queued`` ledger row for each member of the audience; return how many were new."""
+        """Add a ``queued`` ledger row for each member of the audience; return how many.
+
+        A member whose row did not spend its key (skipped, or an error of
+        rebook's own) has it queued again, with a fresh count of attempts.
+        """
         audience = self.select().subquery()
         now = literal(self.now, UTCDateTime)
         rows = select(
             literal(self.name), audience.c.id, audience.c.key, literal(self.campaign.marketing),
             audience.c.email, literal("queued"), now, now,
         ).where(true())  # SQLite reads "FROM … ON CONFLICT" as a join without a WHERE  # fmt: skip
-        statement = (
-            insert_for(connection.dialect.name, sends)
-            .from_select(
-                [
-                    "campaign",
-                    "client_id",
-                    "key",
-                    "marketing",
-                    "email",
-                    "status",
-                    "created_at",
-                    "updated_at",
-                ],
-                rows,
-            )
-            .on_conflict_do_nothing(index_elements=["campaign", "client_id", "key"])
+        statement = insert_for(connection.dialect.name, sends).from_select(
+            [
+                "campaign",
+                "client_id",
+                "key",
+                "marketing",
+                "email",
+                "status",
+                "created_at",
+                "updated_at",
+            ],
+            rows,
         )
+        again = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=["campaign", "client_id", "key"],
+            set_={"status": "queued", "email": again.email, "attempts": 0, "worker": None,
+                  "next_attempt_at": None, "updated_at": again.updated_at},
+            where=sends.c.status.in_(UNSPENT),
+        )  # fmt: skip
         return connection.execute(statement).rowcount

@@ -27,7 +27,8 @@ class Committer:
         self._results: list[Result] = []
         self._scheduled = False
 
-    async def start(self, row_id: int) -> None:
+    async def start(self, row_id: int) -> bool:
+        """Mark ``row_id`` as leaving; False when it may no longer go (recorded as skipped)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._starting.append(row_id)
@@ -35,7 +36,7 @@ class Committer:
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(loop.call_soon, self._commit)  # after the next poll for I/O
-        await future
+        return await future
 
     def finish(self, result: Result) -> None:
         self._results.append(result)
@@ -45,19 +46,21 @@ class Committer:
         starting, waiting = self._starting, self._waiting
         self._starting, self._waiting = [], []
         try:
-            self.flush(starting)
+            barred = self.flush(starting)
         except Exception as error:
             for future in waiting:
                 future.set_exception(error)
             return
-        for future in waiting:
-            future.set_result(None)
+        for row_id, future in zip(starting, waiting, strict=True):
+            future.set_result(row_id not in barred)
 
-    def flush(self, starting: list[int] | None = None) -> None:
+    def flush(self, starting: list[int] | None = None) -> set[int]:
+        """Commit what is pending; return the rows of ``starting`` that may not leave."""
         results, self._results = self._results, []
         if starting or results:
             try:
-                self.ledger.commit(starting or [], results, self.clock())
+                return self.ledger.commit(starting or [], results, self.clock())
             except Exception:
                 self._results = results + self._results  # kept for the final flush
                 raise
+        return set()

@@ -1,17 +1,22 @@
-"""One client's story: what they were sent, what became of it, and suppression events."""
+"""One client's story: what they were sent, what became of it, and suppression events.
+
+A client is found by any address they had: the one they have now, or one the
+ledger sent to. An address may also be shared (a family's), so it names every
+client who used it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, union
 from sqlalchemy.engine import Connection
 
 from campaigns.clients.csv_rows import parse_email
-from campaigns.delivery.ledger import suppress
+from campaigns.delivery.suppression import suppress, suppress_client
 from campaigns.errors import UserError
-from campaigns.store.tables import sends, suppressions
+from campaigns.store.tables import client_suppressions, clients, sends, suppressions
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,7 @@ class HistoryEntry:
 
 @dataclass(frozen=True)
 class Suppression:
-    address: str
+    address: str  # the address suppressed, or "client ID" for an opt-out kept by id
     reason: str
     detail: str
     since: datetime
@@ -46,27 +51,54 @@ def address(text: str) -> str:
         raise UserError(str(error)) from None
 
 
+def clients_of(connection: Connection, email: str) -> list[str]:
+    """Every client who has, or was sent mail at, ``email``."""
+    ids = union(
+        select(clients.c.id).where(clients.c.email == email),
+        select(sends.c.client_id).where(sends.c.email == email),
+    )
+    return sorted(connection.execute(ids).scalars())
+
+
 def client_history(
     connection: Connection, email: str
 ) -> tuple[list[HistoryEntry], Suppression | None]:
     email = address(email)
+    ids = clients_of(connection, email)
     rows = connection.execute(
-        select(sends).where(sends.c.email == email).order_by(sends.c.created_at, sends.c.id)
+        select(sends)
+        .where(or_(sends.c.email == email, sends.c.client_id.in_(ids)))
+        .order_by(sends.c.created_at, sends.c.id)
     )
     entries = [
         HistoryEntry(row.sent_at or row.updated_at, row.campaign, row.key, row.status, row.attempts,
                      row.last_reply, row.message_id)
         for row in rows
     ]  # fmt: skip
+    return entries, suppression_of(connection, email, ids)
+
+
+def suppression_of(connection: Connection, email: str, ids: list[str]) -> Suppression | None:
+    """The address's own suppression, else an opt-out kept for one of its clients."""
     found = connection.execute(select(suppressions).where(suppressions.c.address == email)).first()
-    suppression = found and Suppression(found.address, found.reason, found.detail, found.created_at)
-    return entries, suppression or None
+    if found is not None:
+        return Suppression(found.address, found.reason, found.detail, found.created_at)
+    query = select(client_suppressions).where(client_suppressions.c.client_id.in_(ids))
+    found = connection.execute(query.order_by(client_suppressions.c.created_at)).first()
+    if found is not None:
+        return Suppression(
+            f"client {found.client_id}", found.reason, found.detail, found.created_at
+        )
+    return None
 
 
 def unsubscribe_by_hand(connection: Connection, email: str, now: datetime) -> Suppression | None:
-    """Suppress ``email``; return the existing suppression if there already was one."""
+    """Suppress ``email`` and every client who has it; return the existing suppression if any."""
     email = address(email)
-    if suppress(connection, email, "manual", "added with rebook unsubscribe", now):
-        return None
-    found = connection.execute(select(suppressions).where(suppressions.c.address == email)).one()
-    return Suppression(found.address, found.reason, found.detail, found.created_at)
+    existing = suppression_of(connection, email, [])
+    detail = "added with rebook unsubscribe"
+    suppress(connection, email, "manual", detail, now)
+    owners = connection.execute(select(clients.c.id).where(clients.c.email == email)).scalars()
+    for client_id in list(owners):
+        suppress_client(connection, client_id, "manual", detail, now)
+    return existing

@@ -23,12 +23,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, bindparam, cast, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    String,
+    bindparam,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 
+from campaigns.delivery.suppression import barred, suppression_insert
 from campaigns.store.prepared import DriverConnection, PreparedStatement
-from campaigns.store.tables import sends, suppressions, workers
-from campaigns.store.upsert import insert_for
+from campaigns.store.tables import clients, sends, workers
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
 DEAD_AFTER = timedelta(
@@ -54,7 +68,7 @@ class Result:
     """What became of one message."""
 
     id: int
-    status: str  # sent, deferred or failed
+    status: str  # sent, deferred, failed or error
     reply: str
     next_attempt_at: datetime | None = None
     bounced_address: str | None = None  # set for a hard bounce: suppress it
@@ -70,11 +84,31 @@ def _alive_here(pid: int) -> bool:
     return True
 
 
+# Whether a ledger row may still leave, asked the moment it does: the client
+# may have unsubscribed, withdrawn consent or bounced since it was queued.
+_CONSENT_GONE = sends.c.marketing.is_(True) & not_(
+    exists().where(clients.c.id == sends.c.client_id, clients.c.marketing_consent.is_(True))
+)
+_BARRED = barred(sends.c.email, sends.c.client_id, marketing=sends.c.marketing)
+
 # Built once: a run executes these for every message.
 _START = (
     update(sends)
-    .where(sends.c.id == bindparam("row_id"))
+    .where(sends.c.id == bindparam("row_id"), not_(_CONSENT_GONE), not_(_BARRED))
     .values(status="sending", attempts=sends.c.attempts + 1, updated_at=bindparam("stamp"))
+)
+_SKIP = (
+    update(sends)
+    .where(sends.c.id == bindparam("row_id"), sends.c.status == "claimed")
+    .values(
+        status="skipped",
+        last_reply=case(
+            (_CONSENT_GONE, "not sent: marketing consent was withdrawn after it was queued"),
+            else_="not sent: unsubscribed, bounced or forgotten after it was queued",
+        ),
+        worker=None,
+        updated_at=bindparam("stamp"),
+    )
 )
 _RECORD = (
     update(sends)
@@ -195,20 +229,35 @@ class Ledger:
             rows = connection.execute(statement).all()
         return sorted((Claimed(*row) for row in rows), key=lambda claimed: claimed.id)
 
-    def commit(self, starting: Iterable[int], results: Iterable[Result], now: datetime) -> None:
+    def commit(self, starting: Iterable[int], results: Iterable[Result], now: datetime) -> set[int]:
         """One transaction: record finished messages, then mark the next ones as leaving.
 
-        This runs about once per message sent, so it keeps one driver
-        connection for the run and its statements are compiled once.
+        Returns the rows of ``starting`` that may no longer leave (recorded as
+        skipped). This runs about once per message sent, so it keeps one
+        driver connection for the run and its statements are compiled once;
+        the check costs nothing more when every row may go.
         """
         starting, results = list(starting), list(results)
         if self._driver is None:
             self._driver = DriverConnection(self.engine)
+        barred: set[int] = set()
         with self._driver.transaction() as cursor:
             if results:
                 self._record(cursor, results, now)
             if starting:
                 self._prepared(_START).run(cursor, [{"row_id": i} for i in starting], stamp=now)
+                if cursor.rowcount != len(starting):
+                    barred = self._skip(cursor, starting, now)
+        return barred
+
+    def _skip(self, cursor, starting: list[int], now: datetime) -> set[int]:
+        """Record the rows that were not started as skipped, with the reason."""
+        skipped = set()
+        for row_id in starting:
+            self._prepared(_SKIP).run(cursor, [{"row_id": row_id}], stamp=now)
+            if cursor.rowcount:
+                skipped.add(row_id)
+        return skipped
 
     def _prepared(self, statement) -> PreparedStatement:
         if statement not in self._statements:
@@ -243,7 +292,7 @@ class Ledger:
             if r.bounced_address
         ]
         if bounces:
-            self._prepared(_suppression_insert(self.engine.dialect.name)).run(cursor, bounces)
+            self._prepared(suppression_insert(self.engine.dialect.name)).run(cursor, bounces)
 
     def release(self, ids: Iterable[int], now: datetime) -> None:
         """Give claimed rows back to the queue (a run stopping early)."""
@@ -282,33 +331,3 @@ class Ledger:
             sends.c.status == "queued",
             (sends.c.status == "deferred") & (sends.c.next_attempt_at <= now),
         )
-
-
-def _suppression_insert(dialect_name: str):
-    """INSERT … ON CONFLICT DO NOTHING into the suppression list, built once per dialect."""
-    if dialect_name not in _SUPPRESSIONS:
-        _SUPPRESSIONS[dialect_name] = (
-            insert_for(dialect_name, suppressions)
-            .values(
-                address=bindparam("address"),
-                reason=bindparam("reason"),
-                detail=bindparam("detail"),
-                created_at=bindparam("created_at"),
-            )
-            .on_conflict_do_nothing(index_elements=["address"])
-        )
-    return _SUPPRESSIONS[dialect_name]
-
-
-_SUPPRESSIONS: dict = {}
-
-
-def suppress(connection: Connection, address: str, reason: str, detail: str, now: datetime) -> bool:
-    """Put an address on the suppression list; False if it already was."""
-    values = {
-        "address": address.strip().lower(),
-        "reason": reason,
-        "detail": detail[:2000],
-        "created_at": now,
-    }
-    return connection.execute(_suppression_insert(connection.dialect.name), values).rowcount == 1

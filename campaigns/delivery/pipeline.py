@@ -52,9 +52,10 @@ class RunReport:
     left_out: dict[str, int] = field(default_factory=dict)
     enqueued: int = 0
     recovered: int = 0
-    outcomes: Counter = field(default_factory=Counter)  # sent, deferred, failed
+    outcomes: Counter = field(default_factory=Counter)  # sent, deferred, failed, skipped, error
     bounced: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (address, reply)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # rebook's own: retried next run
     would_send: list[tuple[str, str]] = field(default_factory=list)  # dry run: (address, key)
     unreachable: str | None = None
     quiet_hours: str | None = None  # set when marketing was sent inside [policy] quiet_hours
@@ -148,11 +149,14 @@ class CampaignRun:
         async def consume(slot: int) -> None:
             while (item := await queue.get()) is not None:
                 claimed, outgoing = item
-                await committer.start(claimed.id)
+                may_go = await committer.start(claimed.id)
                 held.pop(claimed.id, None)
-                outcome = await transport.send(outgoing, slot)
-                committer.finish(self._result(claimed, outcome))
-                done[outcome.status] += 1
+                if may_go:
+                    outcome = await self._send(transport, outgoing, slot)
+                    committer.finish(self._result(claimed, outcome))
+                else:  # unsubscribed, bounced or withdrew consent since it was queued
+                    self.report.outcomes["skipped"] += 1
+                done[outcome.status if may_go else "skipped"] += 1
                 if progress:
                     progress(sum(done.values()), total)
 
@@ -166,15 +170,24 @@ class CampaignRun:
                 task.cancel()
             await asyncio.gather(*consumers, beat, return_exceptions=True)
 
+    @staticmethod
+    async def _send(transport: Transport, outgoing: Outgoing, slot: int) -> Outcome:
+        """The transport's outcome; a transport that raises fails this message alone."""
+        try:
+            return await transport.send(outgoing, slot)
+        except Exception as error:
+            return Outcome("error", f"not sent: {type(error).__name__}: {error}")
+
     async def _produce(self, queue, composer, committer, held, slots: int) -> None:
         while batch := self.ledger.claim(CLAIM_BATCH, self.clock()):
             held.update((claimed.id, claimed) for claimed in batch)
             for claimed, built in zip(batch, composer(self._jobs(batch)), strict=True):
                 if isinstance(built, str):  # could not be built: fails alone, never leaves
                     held.pop(claimed.id)
-                    committer.finish(self._result(claimed, Outcome("failed", built)))
+                    committer.finish(self._result(claimed, Outcome("error", built)))
                 else:
-                    outgoing = Outgoing(claimed.id, self.sender.address, claimed.email, built)
+                    sender = self.sender.address
+                    outgoing = Outgoing(claimed.id, sender, built.recipient, built.data)
                     await queue.put((claimed, outgoing))
         for _ in range(slots):
             await queue.put(None)
@@ -194,6 +207,8 @@ class CampaignRun:
         self.report.outcomes[status] += 1
         if status == "failed":
             self.report.failures.append((claimed.email, reply))
+        elif status == "error":
+            self.report.errors.append((claimed.email, reply))
         if outcome.hard_bounce:
             self.report.bounced += 1
         bounced = claimed.email if outcome.hard_bounce else None

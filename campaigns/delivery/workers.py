@@ -90,6 +90,7 @@ def _merge(report: RunReport, helper: RunReport) -> None:
     report.outcomes.update(helper.outcomes)
     report.bounced += helper.bounced
     report.failures += helper.failures
+    report.errors += helper.errors
     report.recovered += helper.recovered
 
 

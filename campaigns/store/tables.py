@@ -125,6 +125,20 @@ suppressions = Table(
     CheckConstraint("reason IN ('unsubscribed', 'bounced', 'manual', 'forgotten')", name="reason"),
 )
 
+# An opt-out follows the client, not only the address: an unsubscribe is kept
+# here by client id too, so a later export that changes the client's address
+# does not bring them back into marketing. (A hard bounce is the address's
+# alone: the client's new address may work.)
+client_suppressions = Table(
+    "client_suppressions",
+    metadata,
+    Column("client_id", String(64), primary_key=True, comment="the practice software's id"),
+    Column("reason", String(16), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("reason IN ('unsubscribed', 'manual', 'forgotten')", name="reason"),
+)
+
 app_state = Table(
     "app_state",
     metadata,
@@ -133,12 +147,20 @@ app_state = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
-SEND_STATUSES = ("queued", "claimed", "sending", "sent", "deferred", "failed")
+SEND_STATUSES = (
+    "queued", "claimed", "sending", "sent", "deferred", "failed", "skipped", "error",
+)  # fmt: skip
+# Rows that did not spend their key: the next run of the campaign queues them
+# again for the clients still in its audience.
+UNSPENT_STATUSES = ("skipped", "error")
 
 # The send ledger: one row per (campaign, client, key), written before a
 # message leaves. queued → claimed (by a worker, in a batch) → sending (one
 # per SMTP connection, committed before the transaction starts) → sent,
-# deferred (retried from next_attempt_at) or failed.
+# deferred (retried from next_attempt_at) or failed (refused: the key is
+# spent). Two ends leave the key unspent: skipped (no longer allowed when it
+# was about to leave: unsubscribed, bounced, consent withdrawn) and error (a
+# failure of rebook's own making: a template, a header, a login).
 sends = Table(
     "sends",
     metadata,
@@ -161,7 +183,9 @@ sends = Table(
     Column("next_attempt_at", UTCDateTime),
     UniqueConstraint("campaign", "client_id", "key"),
     CheckConstraint(
-        "status IN ('queued', 'claimed', 'sending', 'sent', 'deferred', 'failed')", name="status"
+        "status IN ('queued', 'claimed', 'sending', 'sent', 'deferred', 'failed', 'skipped', "
+        "'error')",
+        name="status",
     ),
     Index(None, "campaign", "status", "next_attempt_at"),
     Index(None, "client_id", "created_at"),

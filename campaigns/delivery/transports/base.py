@@ -26,7 +26,7 @@ class Outgoing:
 class Outcome:
     """What the other side said about one message."""
 
-    status: Literal["sent", "deferred", "failed"]
+    status: Literal["sent", "deferred", "failed", "error"]  # error: rebook's own, see ledger
     reply: str
     hard_bounce: bool = False  # the recipient address itself was refused (550/551/553)
 

@@ -1,9 +1,12 @@
 """Sending through an SMTP relay: long-lived connections, a shared rate limit, replies sorted.
 
 aiosmtplib raises one family of exceptions for every reply; what matters to
-the ledger is the code: 2xx sent, 4xx (or a dropped connection, or a
-timeout) deferred for a retry, 550/551/553 to RCPT a hard bounce (the
-address is suppressed), any other 5xx failed for that message only.
+the ledger is the code and the stage: 2xx sent; 4xx (or a dropped
+connection, or a timeout) deferred for a retry; 550/551/553 to RCPT a hard
+bounce (the address is suppressed); any other 5xx to RCPT or DATA failed for
+that message only. A refusal of the sender or of the login (MAIL FROM, AUTH:
+530, 535, 550 "sender not allowed") is rebook's own configuration, not the
+client's: an ``error`` that the next run retries once the owner fixes it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import aiosmtplib
 
 from campaigns.config import Smtp
+from campaigns.content.addresses import needs_smtputf8
 from campaigns.delivery.ledger import BOUNCE_CODES
 from campaigns.delivery.ratelimit import TokenBucket
 from campaigns.delivery.transports.base import Outcome, Outgoing, TransportUnavailable
@@ -32,17 +36,23 @@ def classify(error: BaseException) -> tuple[Outcome, bool]:
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused) and error.recipients:
         refused = error.recipients[0]
         return _by_code(refused.code, refused.message, recipient=True), False
+    if isinstance(error, aiosmtplib.SMTPSenderRefused | aiosmtplib.SMTPAuthenticationError):
+        return _by_code(error.code, error.message, ours=True), error.code == 421
     if isinstance(error, aiosmtplib.SMTPResponseException):
         return _by_code(error.code, error.message), error.code == 421
+    if isinstance(error, aiosmtplib.SMTPNotSupported):  # a UTF-8 address, a relay without SMTPUTF8
+        return Outcome("failed", f"the relay cannot take this address: {error}"), False
     if isinstance(error, _CONNECTION_LOST):
         return Outcome("deferred", f"connection lost: {type(error).__name__}: {error}"), True
-    raise error
+    return Outcome("error", f"not sent: {type(error).__name__}: {error}"), True
 
 
-def _by_code(code: int, message: str, recipient: bool = False) -> Outcome:
+def _by_code(code: int, message: str, *, recipient: bool = False, ours: bool = False) -> Outcome:
     reply = f"{code} {message}".strip()
     if 400 <= code < 500:
         return Outcome("deferred", reply)
+    if ours:
+        return Outcome("error", f"the relay refused rebook's sender or login: {reply}")
     return Outcome("failed", reply, hard_bounce=recipient and code in BOUNCE_CODES)
 
 
@@ -85,8 +95,11 @@ class SmtpTransport:
         try:
             if not client.is_connected:
                 await client.connect()
-            _, reply = await client.sendmail(message.sender, [message.recipient], message.data)
-        except Exception as error:  # sorted by classify; anything else is re-raised there
+            options = ["SMTPUTF8"] if needs_smtputf8(message.recipient) else []
+            _, reply = await client.sendmail(
+                message.sender, [message.recipient], message.data, mail_options=options
+            )
+        except Exception as error:  # sorted by classify, whatever it is
             outcome, reconnect = classify(error)
             if reconnect:
                 client.close()

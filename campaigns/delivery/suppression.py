@@ -1,0 +1,89 @@
+"""The suppression list: who may no longer be mailed, and adding to it.
+
+Two lists. ``suppressions`` holds addresses: an unsubscribe, a hard bounce,
+a hand-made entry. ``client_suppressions`` holds client ids, so an
+unsubscribe follows the client to a new address; a hard bounce does not (the
+new address may work). No import overrides either.
+
+Marketing goes to nobody on either list. Transactional mail (appointment
+reminders) needs no consent and ignores unsubscribes, but never goes to an
+address that bounced or was forgotten. The same rules are asked twice: when
+the audience is chosen and again the moment each message leaves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, bindparam, exists, literal_column, not_, or_
+from sqlalchemy.engine import Connection
+
+from campaigns.store.tables import client_suppressions, suppressions
+from campaigns.store.upsert import insert_for
+
+ALWAYS_SUPPRESSED = ("bounced", "forgotten")  # even transactional mail never goes there
+
+
+def barred(address: ColumnElement, client_id: ColumnElement, *, marketing) -> ColumnElement[bool]:
+    """True when a message of this kind may not go to this address of this client.
+
+    ``marketing`` is a bool, or a boolean column (the ledger's rows carry it).
+    """
+    # Written into the SQL, not bound: the ledger compiles this once for its driver.
+    reasons = [literal_column(f"'{reason}'") for reason in ALWAYS_SUPPRESSED]
+    always = exists().where(suppressions.c.address == address, suppressions.c.reason.in_(reasons))
+    if marketing is False:
+        return always
+    any_reason = or_(
+        exists().where(suppressions.c.address == address),
+        exists().where(client_suppressions.c.client_id == client_id),
+    )
+    if marketing is True:
+        return any_reason
+    return or_(always, marketing.is_(True) & any_reason)
+
+
+def allowed(address: ColumnElement, client_id: ColumnElement, *, marketing) -> ColumnElement[bool]:
+    return not_(barred(address, client_id, marketing=marketing))
+
+
+def suppression_insert(dialect_name: str):
+    """INSERT … ON CONFLICT DO NOTHING into the address list, built once per dialect."""
+    if dialect_name not in _INSERTS:
+        _INSERTS[dialect_name] = (
+            insert_for(dialect_name, suppressions)
+            .values(
+                address=bindparam("address"),
+                reason=bindparam("reason"),
+                detail=bindparam("detail"),
+                created_at=bindparam("created_at"),
+            )
+            .on_conflict_do_nothing(index_elements=["address"])
+        )
+    return _INSERTS[dialect_name]
+
+
+_INSERTS: dict = {}
+
+
+def suppress(connection: Connection, address: str, reason: str, detail: str, now: datetime) -> bool:
+    """Put an address on the suppression list; False if it already was."""
+    values = {
+        "address": address.strip().lower(),
+        "reason": reason,
+        "detail": detail[:2000],
+        "created_at": now,
+    }
+    return connection.execute(suppression_insert(connection.dialect.name), values).rowcount == 1
+
+
+def suppress_client(
+    connection: Connection, client_id: str, reason: str, detail: str, now: datetime
+) -> bool:
+    """Put a client on the suppression list by id; False if they already were."""
+    statement = (
+        insert_for(connection.dialect.name, client_suppressions)
+        .values(client_id=client_id, reason=reason, detail=detail[:2000], created_at=now)
+        .on_conflict_do_nothing(index_elements=["client_id"])
+    )
+    return connection.execute(statement).rowcount == 1

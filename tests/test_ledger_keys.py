@@ -1,0 +1,159 @@
+"""What spends a ledger key, and what is checked again the moment a message leaves.
+
+Only a delivered message, a hard bounce or a refusal of that recipient
+spends the key. Consent and suppression are checked when each message
+leaves, retries included; an unsubscribe follows the client to a new address.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from campaigns.clients.importer import import_file
+from campaigns.delivery.history import client_history, unsubscribe_by_hand
+from campaigns.delivery.suppression import suppress
+from campaigns.store.tables import sends
+
+from .smtpd import SmtpServer
+from .test_delivery import NOW, clinic_with, ledger, run
+
+LATER = NOW + timedelta(minutes=5)  # past the first retry (backoff 1m, ±20%)
+
+
+def reimport_clients(clinic, engine, settings, rows: list[str]) -> None:
+    clinic.write(
+        "clients.csv", "id,email,first_name,last_name,marketing_consent\n" + "\n".join(rows) + "\n"
+    )
+    import_file(
+        engine,
+        "clients",
+        clinic.folder / "clients.csv",
+        clinic_zone=settings.clinic.timezone,
+        now=NOW,
+    )
+
+
+def test_a_retry_is_not_sent_after_the_client_unsubscribed(clinic):
+    with SmtpServer() as smtp:
+        settings, engine = clinic_with(clinic, smtp.port)
+        smtp.handler.script["person0@example.com"] = ["452 4.2.2 mailbox busy"]
+        assert run(engine, settings, "book").outcomes == {"sent": 2, "deferred": 1}
+        with engine.begin() as connection:
+            unsubscribe_by_hand(connection, "person0@example.com", NOW)
+        retry = run(engine, settings, "book", at=LATER)
+        assert retry.outcomes == {"skipped": 1}
+        row = ledger(engine, "book")["person0@example.com"]
+        assert row.status == "skipped" and "unsubscribed" in row.last_reply
+        assert "person0@example.com" not in smtp.handler.addresses()
+
+
+def test_a_retry_is_not_sent_after_consent_was_withdrawn(clinic):
+    with SmtpServer() as smtp:
+        settings, engine = clinic_with(clinic, smtp.port)
+        smtp.handler.script["person2@example.com"] = ["451 4.3.0 try later"]
+        run(engine, settings, "book")
+        reimport_clients(clinic, engine, settings, ["c002,person2@example.com,Person2,Test,no"])
+        assert run(engine, settings, "book", at=LATER).outcomes == {"skipped": 1}
+        row = ledger(engine, "book")["person2@example.com"]
+        assert row.status == "skipped" and "consent" in row.last_reply
+
+
+def test_a_deferred_message_of_another_campaign_skips_an_address_that_bounced_since(clinic):
+    with SmtpServer() as smtp:
+        settings, engine = clinic_with(clinic, smtp.port)
+        smtp.handler.script["person0@example.com"] = [
+            "451 4.3.0 try later",
+            "550 5.1.1 no such user",
+        ]
+        run(engine, settings, "book")  # person0 deferred
+        reminder = run(engine, settings, "reminder")  # transactional: person0 bounces
+        assert reminder.bounced == 1
+        assert run(engine, settings, "book", at=LATER).outcomes == {"skipped": 1}
+        assert smtp.handler.addresses().count("person0@example.com") == 0
+
+
+def test_an_unsubscribe_follows_the_client_to_a_new_address(clinic):
+    with SmtpServer() as smtp:
+        settings, engine = clinic_with(clinic, smtp.port)
+        run(engine, settings, "book")
+        with engine.begin() as connection:
+            unsubscribe_by_hand(connection, "person0@example.com", NOW)
+        reimport_clients(clinic, engine, settings, ["c000,new0@example.com,Person0,Test,yes"])
+        series = run(engine, settings, "series", at=NOW + timedelta(days=1))
+        assert "new0@example.com" not in smtp.handler.addresses()
+        assert series.left_out["unsubscribed or bounced"] == 1
+        with engine.connect() as connection:
+            entries, suppression = client_history(connection, "new0@example.com")
+        assert [(e.campaign, e.status) for e in entries] == [("book", "sent")]
+        assert suppression is not None and suppression.reason == "manual"
+
+
+def test_a_hard_bounce_suppresses_the_address_only(clinic):
+    with SmtpServer() as smtp:
+        settings, engine = clinic_with(clinic, smtp.port)
+        with engine.begin() as connection:
+            suppress(connection, "person0@example.com", "bounced", "550 no such user", NOW)
+        reimport_clients(clinic, engine, settings, ["c000,new0@example.com,Person0,Test,yes"])
+        run(engine, settings, "book")
+        assert "new0@example.com" in smtp.handler.addresses()
+
+
+def test_a_template_error_some_clients_trigger_is_retried_once_fixed(clinic):
+    with SmtpServer() as smtp:
+        _, engine = clinic_with(clinic, smtp.port)
+        clinic.write("templates/custom.html.j2", '{% extends "layout.html.j2" %}{% block content %}'
+                     '{% if client.first_name == "Person2" %}{{ client.nickname }}{% endif %}ok{% endblock %}')  # fmt: skip
+        clinic.config.write_text(
+            clinic.config.read_text().replace('"reminders/book-next-massage"', '"custom"')
+        )
+        from campaigns.config import load_settings
+
+        broken = load_settings(clinic.config)
+        first = run(engine, broken, "book")
+        assert first.outcomes == {"sent": 2, "error": 1}
+        row = ledger(engine, "book")["person2@example.com"]
+        assert row.status == "error" and "nickname" in row.last_reply
+        clinic.write(
+            "templates/custom.html.j2",
+            '{% extends "layout.html.j2" %}{% block content %}ok{% endblock %}',
+        )
+        fixed = run(engine, load_settings(clinic.config), "book", at=NOW + timedelta(hours=1))
+        assert fixed.outcomes == {"sent": 1} and fixed.left_out == {
+            "no marketing consent": 3,
+            "already sent": 2,
+        }
+        assert sorted(smtp.handler.addresses()).count("person2@example.com") == 1
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_a_login_the_relay_requires_is_rebooks_to_fix_not_the_clients(clinic):
+    from pydantic import SecretStr
+
+    with SmtpServer(credentials=("hello@waso.example", "s3cret"), login_required=True) as smtp:
+        settings, engine = clinic_with(clinic, smtp.port)
+        first = run(engine, settings, "book")  # no username configured: 530 to MAIL FROM
+        assert first.outcomes == {"error": 3}
+        assert all("530" in row.last_reply for row in ledger(engine, "book").values())
+        login = {"username": "hello@waso.example", "password": SecretStr("s3cret")}
+        fixed = settings.model_copy(update={"smtp": settings.smtp.model_copy(update=login)})
+        assert run(engine, fixed, "book", at=NOW + timedelta(hours=1)).outcomes == {"sent": 3}
+
+
+def test_already_sent_counts_sent_messages_only(clinic):
+    with SmtpServer() as smtp:
+        settings, engine = clinic_with(clinic, smtp.port)
+        smtp.handler.script["person0@example.com"] = ["451 4.3.0 try later"] * 3
+        smtp.handler.script["person2@example.com"] = ["552 5.2.2 mailbox full"]
+        run(engine, settings, "book")
+        again = run(engine, settings, "book", at=NOW + timedelta(seconds=10))
+        assert again.left_out == {
+            "no marketing consent": 3, "already sent": 1,
+            "already queued or waiting for a retry": 1, "refused or bounced before": 1,
+        }  # fmt: skip
+        with engine.connect() as connection:
+            statuses = dict(connection.execute(select(sends.c.email, sends.c.status)).all())
+        assert statuses == {"person0@example.com": "deferred", "person2@example.com": "failed",
+                            "person4@example.com": "sent"}  # fmt: skip
