@@ -11,11 +11,12 @@ from sqlalchemy.engine import Engine
 from campaigns.clients.lookup import load_client, visit_views_for
 from campaigns.clients.segments import member_ids
 from campaigns.config import Segment, Settings
+from campaigns.content.addresses import envelope_address
 from campaigns.content.context import ClientView, client_view, sample_client
 from campaigns.content.message import MessageComposer, new_message_id, sender_from
 from campaigns.content.render import CampaignRenderer, Rendered
 from campaigns.content.tokens import make_token, unsubscribe_url
-from campaigns.errors import TemplateError, UserError
+from campaigns.errors import RebookError, TemplateError, UserError
 from campaigns.store.secrets import web_secret
 from campaigns.store.tables import sends
 
@@ -60,10 +61,14 @@ def preview_campaign(
     )
     rendered = renderer.render(client, last_visit, next_visit, link, article)
     sender = sender_from(settings.mail)
-    message = MessageComposer(sender).compose(
-        rendered, to_name=client.full_name, to_email=client.email,
-        message_id=new_message_id(sender), date=now, unsubscribe_url=link,
-    )  # fmt: skip
+    try:
+        message = MessageComposer(sender).compose(
+            rendered, to_name=client.full_name, to_email=envelope_address(client.email),
+            message_id=new_message_id(sender), date=now, unsubscribe_url=link,
+        )  # fmt: skip
+    except RebookError as error:  # this client's data: a run fails their message alone
+        problem = f"no message can be built for {client.email!r}: {error}"
+        raise UserError(f"campaigns.{name}: {problem}") from None
     return Preview(client, rendered, message, note)
 
 

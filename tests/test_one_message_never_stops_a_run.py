@@ -100,3 +100,12 @@ def test_the_maildir_transport_survives_the_same_rows(clinic, kind):
     assert report.outcomes == {"sent": 6, "error": 5}  # a maildir takes a UTF-8 address
     box = mailbox.Maildir(settings.mail.maildir, create=False)
     assert len(box) == 6
+
+
+def test_preview_of_a_poisoned_client_says_why_without_a_traceback(clinic):
+    poisoned_clinic(clinic, 1)
+    result = clinic.rebook("preview", "poison", "--client", "crlf@example.com", "--format", "eml")
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "no message can be built for 'crlf@example.com'" in result.err
+    idna = clinic.rebook("preview", "poison", "--client", "jo@exämple.com", "--format", "eml")
+    assert idna.code == 0 and "<jo@xn--exmple-cua.com>" in idna.out
