@@ -274,7 +274,7 @@ class Ledger:
             {
                 "row_id": r.id,
                 "new_status": r.status,
-                "reply": r.reply[:2000],
+                "reply": r.reply[:2000].replace("\x00", "\\0"),  # PostgreSQL text holds no NUL
                 "retry_at": r.next_attempt_at,
                 "sent_at": now if r.status == "sent" else None,
             }
