@@ -29,6 +29,8 @@ from sqlalchemy import (
     not_,
     select,
     true,
+    tuple_,
+    update,
 )
 from sqlalchemy.engine import Connection
 
@@ -157,32 +159,33 @@ class Audience:
         """Add a ``queued`` ledger row for each member of the audience; return how many.
 
         A member whose row did not spend its key (skipped, or an error of
-        rebook's own) has it queued again, with a fresh count of attempts.
+        rebook's own) has that row queued again, with a fresh count of
+        attempts. That is a separate UPDATE of those few rows: an upsert over
+        the whole audience would lock every row another worker is sending.
         """
         audience = self.select().subquery()
+        requeue = (
+            update(sends)
+            .where(
+                sends.c.campaign == self.name,
+                sends.c.status.in_(UNSPENT),
+                tuple_(sends.c.client_id, sends.c.key).in_(select(audience.c.id, audience.c.key)),
+            )
+            .values(
+                status="queued", attempts=0, worker=None, next_attempt_at=None, updated_at=self.now
+            )
+        )
+        again = connection.execute(requeue).rowcount
         now = literal(self.now, UTCDateTime)
         rows = select(
             literal(self.name), audience.c.id, audience.c.key, literal(self.campaign.marketing),
             audience.c.email, literal("queued"), now, now,
         ).where(true())  # SQLite reads "FROM … ON CONFLICT" as a join without a WHERE  # fmt: skip
-        statement = insert_for(connection.dialect.name, sends).from_select(
-            [
-                "campaign",
-                "client_id",
-                "key",
-                "marketing",
-                "email",
-                "status",
-                "created_at",
-                "updated_at",
-            ],
-            rows,
+        columns = ["campaign", "client_id", "key", "marketing", "email", "status", "created_at",
+                   "updated_at"]  # fmt: skip
+        statement = (
+            insert_for(connection.dialect.name, sends)
+            .from_select(columns, rows)
+            .on_conflict_do_nothing(index_elements=["campaign", "client_id", "key"])
         )
-        again = statement.excluded
-        statement = statement.on_conflict_do_update(
-            index_elements=["campaign", "client_id", "key"],
-            set_={"status": "queued", "email": again.email, "attempts": 0, "worker": None,
-                  "next_attempt_at": None, "updated_at": again.updated_at},
-            where=sends.c.status.in_(UNSPENT),
-        )  # fmt: skip
-        return connection.execute(statement).rowcount
+        return again + connection.execute(statement).rowcount
