@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from campaigns.config import Database
+from campaigns.config import Database, mask_secrets
 from campaigns.errors import ConfigError
 
 # The newest migration under campaigns/store/migrations/versions. When the database
@@ -31,7 +31,7 @@ def open_database(config: Database, *, upgrade: bool = True) -> Engine:
     try:
         engine = create_engine(config.url, **_engine_options(config))
     except (SQLAlchemyError, ValueError) as error:  # a URL SQLAlchemy cannot parse
-        raise ConfigError(f"database.url: {error}") from None
+        raise ConfigError(mask_secrets(f"database.url: {error}")) from None
     if config.is_sqlite:
         _make_sqlite_behave(engine)
     try:
@@ -45,7 +45,9 @@ def open_database(config: Database, *, upgrade: bool = True) -> Engine:
         reason = (
             getattr(error, "orig", None) or error
         )  # the driver's own words, when there are some
-        raise ConfigError(f"database.url: cannot open {engine.url!r}: {reason}") from None
+        raise ConfigError(
+            mask_secrets(f"database.url: cannot open {engine.url!r}: {reason}")
+        ) from None
     return engine
 
 
