@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from campaigns.clients.segments import count_members
-from campaigns.config import Settings, environment
+from campaigns.config import Settings
+from campaigns.config_report import environment
 from campaigns.store.tables import client_tags, visits
 
 

@@ -1,21 +1,20 @@
 """The configuration: one validated object built from config.toml and REBOOK_ variables.
 
-This module is the only one that reads the config file and the environment.
+This module is the only one that reads the config file and the environment
+(``config_report`` looks at the environment only to name the variable behind
+a mistake).
 Every model forbids unknown keys, so a typo such as ``max_atempts`` is an
 error that names ``smtp.max_atempts`` instead of a setting silently ignored.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import tomllib
-from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import getaddresses
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -37,23 +36,22 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from campaigns.config_report import (
+    ENV_PREFIX,
+    Problem,
+    Sources,
+    environment,
+    mask_secrets,
+    problems_of,
+)
 from campaigns.durations import LONGEST, DailyWindow, Rate, format_duration, parse_duration
 from campaigns.errors import ConfigError
 from campaigns.schedules import Schedule
 
-ENV_PREFIX = "REBOOK_"
 MOST_VISITS = 1_000_000  # a visit count rule beyond this fits no database integer sensibly
 MIN_SECRET_BYTES = 16  # an HMAC key shorter than this can be guessed
 _ADDR_SPEC = re.compile(r"^[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+$")
 _CONTROL_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][\w+.-]*://[^\s/@:]*:)[^\s@]*(?=@)")
-_KEYWORD_PASSWORD = re.compile(r"(?i)\b(?P<head>password\s*=\s*)[^\s&;]+")
-
-
-def mask_secrets(text: str) -> str:
-    """Hide the password of every URL (and ``password=``) a message may echo."""
-    text = _URL_PASSWORD.sub(lambda match: match["head"] + "***", text)
-    return _KEYWORD_PASSWORD.sub(lambda match: match["head"] + "***", text)
 
 
 def _parsed(parser):
@@ -407,7 +405,7 @@ def load_settings(path: Path) -> Settings:
     try:
         settings = Settings(**data)
     except ValidationError as error:
-        raise ConfigError(sources.report(_problems(error, sources))) from None
+        raise ConfigError(sources.report(problems_of(error, sources))) from None
     except SettingsError as error:  # a REBOOK_ variable that should hold JSON does not
         raise ConfigError(sources.undecodable(error)) from None
     _check_references(sources, settings)
@@ -427,124 +425,6 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read: {error}") from None
-
-
-def environment() -> dict[tuple[str, ...], str]:
-    """Each REBOOK_ variable by the key it sets, lower case as pydantic-settings reads it."""
-    return {
-        tuple(name[len(ENV_PREFIX) :].lower().split("__")): name
-        for name in os.environ
-        if name.upper().startswith(ENV_PREFIX)
-    }
-
-
-class Problem(NamedTuple):
-    loc: tuple[str, ...]
-    text: str
-    missing: bool = False  # a missing key: the variables setting its table are suspects
-
-
-@dataclass(frozen=True)
-class Sources:
-    """Where each key came from, so a message names the variable that set it, not the file."""
-
-    path: Path
-    variables: dict[tuple[str, ...], str]
-
-    def variable(self, loc: tuple[str, ...]) -> str | None:
-        """The REBOOK_ variable that set the value at ``loc``, if one did."""
-        for size in range(len(loc), 0, -1):
-            name = self.variables.get(loc[:size])
-            if name is not None and _json_holds(os.environ[name], loc[size:]):
-                return name
-        return None
-
-    def below(self, table: tuple[str, ...]) -> list[str]:
-        """The variables that set keys inside ``table``: a table-wide problem may be theirs."""
-        size = len(table)
-        return sorted(name for key, name in self.variables.items() if key[:size] == table != key)
-
-    def report(self, problems: list[Problem]) -> str:
-        lines, from_file = [], False
-        for loc, text, missing in problems:
-            key, name = ".".join(loc) or "(top level)", self.variable(loc)
-            from_file |= name is None
-            if name is not None:
-                lines.append(f"  {name} ({key}): {text}")
-            elif below := self.below(loc[:-1] if missing else loc):
-                lines.append(f"  {key}: {text} (set in the environment: {', '.join(below)})")
-            else:
-                lines.append(f"  {key}: {text}")
-        where = self.path if from_file else "environment"
-        return mask_secrets("\n".join([f"{where}: {len(problems)} problem(s):", *lines]))
-
-    def undecodable(self, error: SettingsError) -> str:
-        """pydantic-settings names only the field; name the variable and what JSON wants."""
-        found = re.search(r'field "(\w+)"', str(error))
-        field = found[1] if found else ""
-        names = [name for loc, name in self.variables.items() if loc[0] == field] or [
-            f"{ENV_PREFIX}{field.upper()}"
-        ]
-        return mask_secrets(
-            f"{' or '.join(sorted(names))}: not valid JSON ({error.__cause__}): a variable that "
-            f"sets a whole table holds a JSON object; to set one key, use "
-            f"{ENV_PREFIX}{field.upper()}__KEY"
-        )
-
-
-def _json_holds(value: str, rest: tuple[str, ...]) -> bool:
-    """Whether a variable holding JSON sets the key ``rest`` below it (not the file)."""
-    if not rest:
-        return True
-    try:
-        data = json.loads(value)
-    except ValueError:
-        return False
-    for part in rest:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return False
-    return True
-
-
-def _problems(error: ValidationError, sources: Sources) -> list[Problem]:
-    problems = []
-    for item in error.errors(include_url=False):
-        loc = tuple(str(part) for part in item["loc"] if not str(part).startswith("function-"))
-        explained = _explain(item, sources.variable(loc) is not None)
-        problems.append(Problem(loc, explained, item["type"] == "missing"))
-    return problems
-
-
-def _explain(item: dict[str, Any], from_environment: bool) -> str:
-    kind = item["type"]
-    if kind == "extra_forbidden":
-        return "unknown key (check the spelling against config.example.toml)"
-    if kind == "missing":
-        return "required key is missing"
-    message = str(item["msg"]).removeprefix("Value error, ")
-    if kind in ("literal_error", "string_pattern_mismatch"):
-        return f"{message}, got {item.get('input')!r}"
-    if from_environment and kind in _CONTAINERS and isinstance(item.get("input"), str):
-        return f"{message}: {_json_problem(item['input'])}"
-    return message
-
-
-_CONTAINERS = ("model_type", "dict_type", "list_type")
-
-
-def _json_problem(value: str) -> str:
-    """Why a variable's value is not the JSON a table or list needs; never the value itself."""
-    try:
-        json.loads(value)
-    except ValueError as error:
-        return (
-            f"a variable that sets a table or list holds JSON, and this is not valid JSON ({error})"
-        )
-    return "a variable that sets a table or list holds JSON of that shape"
 
 
 def _check_references(sources: Sources, settings: Settings) -> None:
