@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from campaigns.clients.segments import count_members
 from campaigns.config import Settings
+from campaigns.config_report import environment
 from campaigns.store.tables import client_tags, visits
 
 
@@ -40,3 +43,18 @@ def check_segments(connection: Connection, settings: Settings, now: datetime) ->
                 result.warnings.append(f"tag {tag!r} is on no imported client")
         results.append(result)
     return results
+
+
+def check_maildir(settings: Settings, config_path: Path) -> list[str]:
+    """A maildir that cannot be made or written in defers every message: say so before a send."""
+    if settings.mail.transport != "maildir":
+        return []
+    folder = settings.mail.maildir
+    where = environment().get(("mail", "maildir"), str(config_path))
+    nearest = next(path for path in (folder, *folder.parents) if path.exists())
+    if not nearest.is_dir():
+        what = "is" if nearest == folder else f"cannot be made: {nearest} is"
+        return [f"{where}: mail.maildir: {folder} {what} a file, not a folder"]
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        return [f"{where}: mail.maildir: {folder}: no permission to write in {nearest}"]
+    return []

@@ -1,6 +1,8 @@
 """The configuration: one validated object built from config.toml and REBOOK_ variables.
 
-This module is the only one that reads the config file and the environment.
+This module is the only one that reads the config file and the environment
+(``config_report`` looks at the environment only to name the variable behind
+a mistake).
 Every model forbids unknown keys, so a typo such as ``max_atempts`` is an
 error that names ``smtp.max_atempts`` instead of a setting silently ignored.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 import re
 import tomllib
 from datetime import timedelta
-from email.utils import parseaddr
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -27,13 +29,29 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
-from campaigns.durations import DailyWindow, Rate, format_duration, parse_duration
+from campaigns.config_report import (
+    ENV_PREFIX,
+    Problem,
+    Sources,
+    environment,
+    mask_secrets,
+    problems_of,
+)
+from campaigns.durations import LONGEST, DailyWindow, Rate, format_duration, parse_duration
 from campaigns.errors import ConfigError
 from campaigns.schedules import Schedule
 
-ENV_PREFIX = "REBOOK_"
+MOST_VISITS = 1_000_000  # a visit count rule beyond this fits no database integer sensibly
+MIN_SECRET_BYTES = 16  # an HMAC key shorter than this can be guessed
+_ADDR_SPEC = re.compile(r"^[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+$")
+_CONTROL_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def _parsed(parser):
@@ -59,28 +77,94 @@ def _zone(value: Any) -> ZoneInfo:
 
 
 def _url(value: Any) -> str:
-    parts = urlsplit(str(value))
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    """An absolute http(s) link that can go into an email as written."""
+    text = str(value)
+    parts = urlsplit(text)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or _CONTROL_OR_SPACE.search(text)
+    ):
+        example = "'https://clinic.example/book'"
+        raise ValueError(f"expected an http(s) URL like {example}, got {mask_secrets(text)!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("a link sent to clients cannot carry a user name or password")
+    try:
+        parts.port  # noqa: B018 - reading it is the check
+    except ValueError:
+        raise ValueError(f"the port of {text!r} is not a number up to 65535") from None
+    return text
+
+
+def _public_url(value: Any) -> str:
+    """The base of unsubscribe links: it goes into a header, and a path is appended to it."""
+    text = _url(value)
+    parts = urlsplit(text)
+    if not text.isascii():
         raise ValueError(
-            f"expected an http(s) URL like 'https://clinic.example/book', got {value!r}"
+            f"{text!r} is not plain ASCII: write the domain in its IDNA form "
+            f"('{_idna(parts.hostname or '')}') and percent-encode the path"
         )
-    return str(value)
+    if parts.query or parts.fragment or text.endswith(("?", "#")):
+        raise ValueError(f"expected a base URL without '?' or '#', got {text!r}")
+    return text
+
+
+def _idna(domain: str) -> str:
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "xn--…"
 
 
 def _address(value: Any) -> str:
+    """One address, ASCII, as the sender side of every message needs it."""
     text = str(value)
     if "\r" in text or "\n" in text:
         raise ValueError("an address cannot contain a line break")
-    _, address = parseaddr(text)
-    if "@" not in address or not address.rsplit("@", 1)[1]:
-        raise ValueError(f"expected an address like 'Clinic <hello@clinic.example>', got {value!r}")
+    found = [pair for pair in getaddresses([text]) if any(pair)]
+    if len(found) != 1:
+        raise ValueError(f"expected one address like 'Clinic <hello@clinic.example>', got {text!r}")
+    _, address = found[0]
+    if not _ADDR_SPEC.match(address):
+        raise ValueError(f"expected an address like 'Clinic <hello@clinic.example>', got {text!r}")
+    if not address.isascii():
+        raise ValueError(_not_ascii(address))
     return text
+
+
+def _not_ascii(address: str) -> str:
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        return (
+            f"{address!r}: rebook's own addresses must be plain ASCII "
+            "(a non-ASCII local part needs SMTPUTF8, which many servers lack)"
+        )
+    return (
+        f"{address!r}: rebook's own addresses must be plain ASCII: "
+        f"write the domain in its IDNA form, '{local}@{_idna(domain)}'"
+    )
+
+
+def _duration(value: Any) -> timedelta:
+    return value if isinstance(value, timedelta) else _parsed(parse_duration)(value)
+
+
+def _positive_duration(value: Any) -> timedelta:
+    duration = _duration(value)
+    if duration <= timedelta(0):
+        raise ValueError(f"expected a duration longer than zero, got {value!r}")
+    return duration
 
 
 Duration = Annotated[
     timedelta,
-    PlainValidator(lambda v: v if isinstance(v, timedelta) else _parsed(parse_duration)(v)),
+    PlainValidator(_positive_duration),
     PlainSerializer(format_duration, return_type=str),
+]
+# A duration where zero means something: "last visit older than 0s" is any past visit.
+Age = Annotated[
+    timedelta, PlainValidator(_duration), PlainSerializer(format_duration, return_type=str)
 ]
 RateValue = Annotated[
     Rate,
@@ -99,6 +183,7 @@ ScheduleValue = Annotated[
 ]
 TimeZone = Annotated[ZoneInfo, PlainValidator(_zone), PlainSerializer(str, return_type=str)]
 Url = Annotated[str, PlainValidator(_url)]
+PublicUrl = Annotated[str, PlainValidator(_public_url)]
 Address = Annotated[str, PlainValidator(_address)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
@@ -124,16 +209,49 @@ class Database(Section):
     @classmethod
     def _known_backend(cls, url: str) -> str:
         if url.startswith("postgresql://") or url.startswith("postgres://"):
-            return "postgresql+psycopg://" + url.split("://", 1)[1]
-        if not (url.startswith("sqlite://") or url.startswith("postgresql+psycopg://")):
-            raise ValueError(
-                f"expected 'sqlite:///FILE' or 'postgresql+psycopg://user@host/db', got {url!r}"
-            )
-        return url
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        if url.startswith("postgresql+psycopg://"):
+            return _postgresql_database(url)
+        if _SQLITE_ANY.match(url):
+            return _sqlite_file(url)
+        raise ValueError(
+            "expected 'sqlite:///FILE' or 'postgresql+psycopg://user@host/db', "
+            f"got {mask_secrets(url)!r}"
+        )
 
     @property
     def is_sqlite(self) -> bool:
         return self.url.startswith("sqlite")
+
+
+_SQLITE_ANY = re.compile(r"^sqlite(?:\+\w+)?://")
+
+
+def _sqlite_file(url: str) -> str:
+    """A file, never an in-memory database, which would lose every import when rebook exits."""
+    parts = urlsplit(url)
+    path = parts.path.removeprefix("/")
+    if parts.netloc or not path or ":memory:" in path or "mode=memory" in parts.query:
+        raise ValueError(
+            f"{url!r} is not a database file (an in-memory database forgets every import "
+            "when rebook exits): expected 'sqlite:///rebook.db' or 'sqlite:////abs/path.db'"
+        )
+    return url
+
+
+def _postgresql_database(url: str) -> str:
+    """Name the database: libpq would otherwise pick one after the user, silently."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - reading it is the check
+    except ValueError:
+        raise ValueError(f"the port in {mask_secrets(url)!r} is not a number") from None
+    if not parts.path.strip("/") and "dbname=" not in parts.query:
+        raise ValueError(
+            f"{mask_secrets(url)!r} names no database: expected "
+            "'postgresql+psycopg://user@host/DATABASE'"
+        )
+    return url
 
 
 class Mail(Section):
@@ -156,11 +274,36 @@ class Smtp(Section):
     max_attempts: int = Field(5, ge=1, le=100)
     retry_backoff: Duration = timedelta(minutes=1)
 
+    @model_validator(mode="after")
+    def _retries_end(self) -> Smtp:
+        """The last retry waits retry_backoff doubled max_attempts - 2 times, +20% jitter."""
+        longest = self.retry_backoff.total_seconds() * 2 ** max(self.max_attempts - 2, 0) * 1.2
+        if longest > LONGEST.total_seconds():
+            raise ValueError(
+                f"retry_backoff {format_duration(self.retry_backoff)} doubling over "
+                f"max_attempts = {self.max_attempts} tries would wait more than "
+                f"{format_duration(LONGEST)} (100 years): lower max_attempts or retry_backoff"
+            )
+        return self
+
 
 class Web(Section):
-    public_url: Url = "http://127.0.0.1:8080"
+    public_url: PublicUrl = "http://127.0.0.1:8080"
     listen: str = "127.0.0.1:8080"
     secret: SecretStr | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        """An empty or short key would let anyone sign unsubscribe links for anyone."""
+        if secret is not None and len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"too short: the web secret signs unsubscribe links and needs at least "
+                f"{MIN_SECRET_BYTES} bytes (make one with: python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'), or leave it unset for rebook to keep one "
+                "in the database"
+            )
+        return secret
 
     @field_validator("listen")
     @classmethod
@@ -187,11 +330,11 @@ class Segment(Section):
 
     description: str = ""
     services: list[str] | None = Field(None, min_length=1)
-    last_visit_older_than: Duration | None = None
+    last_visit_older_than: Age | None = None
     last_visit_newer_than: Duration | None = None
     first_visit_newer_than: Duration | None = None
-    visits_at_least: int | None = Field(None, ge=0)
-    visits_at_most: int | None = Field(None, ge=0)
+    visits_at_least: int | None = Field(None, ge=0, le=MOST_VISITS)
+    visits_at_most: int | None = Field(None, ge=0, le=MOST_VISITS)
     booked: bool | None = None
     next_visit_within: Duration | None = None
     tags_any: list[str] | None = Field(None, min_length=1)
@@ -258,11 +401,14 @@ class Settings(BaseSettings):
 def load_settings(path: Path) -> Settings:
     """Read, validate and resolve the config at ``path``; raise ConfigError for any mistake."""
     data = read_toml(path)
+    sources = Sources(path, environment())
     try:
         settings = Settings(**data)
     except ValidationError as error:
-        raise ConfigError(describe_validation_error(path, error)) from None
-    _check_references(path, settings)
+        raise ConfigError(sources.report(problems_of(error, sources))) from None
+    except SettingsError as error:  # a REBOOK_ variable that should hold JSON does not
+        raise ConfigError(sources.undecodable(error)) from None
+    _check_references(sources, settings)
     return resolve_paths(settings, path.resolve().parent)
 
 
@@ -281,35 +427,18 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {error}") from None
 
 
-def describe_validation_error(path: Path, error: ValidationError) -> str:
-    lines = [f"{path}: {error.error_count()} problem(s):"]
-    for item in error.errors(include_url=False):
-        key = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function-"))
-        lines.append(f"  {key or '(top level)'}: {_explain(item)}")
-    return "\n".join(lines)
-
-
-def _explain(item: dict[str, Any]) -> str:
-    kind = item["type"]
-    if kind == "extra_forbidden":
-        return "unknown key (check the spelling against config.example.toml)"
-    if kind == "missing":
-        return "required key is missing"
-    message = str(item["msg"]).removeprefix("Value error, ")
-    if kind in ("literal_error", "string_pattern_mismatch"):
-        return f"{message}, got {item.get('input')!r}"
-    return message
-
-
-def _check_references(path: Path, settings: Settings) -> None:
+def _check_references(sources: Sources, settings: Settings) -> None:
     problems = [
-        f"  campaigns.{name}.segment: no segment named {campaign.segment!r} "
-        f"(defined: {', '.join(sorted(settings.segments)) or 'none'})"
+        Problem(
+            ("campaigns", name, "segment"),
+            f"no segment named {campaign.segment!r} "
+            f"(defined: {', '.join(sorted(settings.segments)) or 'none'})",
+        )
         for name, campaign in settings.campaigns.items()
         if campaign.segment not in settings.segments
     ]
     if problems:
-        raise ConfigError("\n".join([f"{path}: {len(problems)} problem(s):", *problems]))
+        raise ConfigError(sources.report(problems))
 
 
 def resolve_paths(settings: Settings, base: Path) -> Settings:

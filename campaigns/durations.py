@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# No rule of a clinic looks further than a century, and a date that far either side of
+# today stays inside what ``datetime`` can represent (years 1 to 9999).
+LONGEST = timedelta(days=36500)
+MOST_EVENTS = 1_000_000  # a rate's count: beyond any provider's limit, within a database integer
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhdw])\s*$")
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -24,7 +28,14 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(
             f'expected a duration like "30s", "15m", "2h", "90d" or "6w", got {text!r}'
         )
-    return timedelta(seconds=int(match[1]) * UNITS[match[2]])
+    return _bounded(int(match[1]) * UNITS[match[2]], text)
+
+
+def _bounded(seconds: int, text: str) -> timedelta:
+    """Refuse a span past ``LONGEST`` here, before timedelta or date arithmetic overflows."""
+    if seconds > LONGEST.total_seconds():
+        raise ValueError(f"{text!r} is too long: at most {format_duration(LONGEST)} (100 years)")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:
@@ -48,10 +59,12 @@ class Rate:
         match = _RATE.match(text) if isinstance(text, str) else None
         if not match or int(match[1]) == 0:
             raise ValueError(f'expected a rate like "10/s" or "2/7d", got {text!r}')
+        if int(match[1]) > MOST_EVENTS:
+            raise ValueError(f"the count of {text!r} is too large: at most {MOST_EVENTS}")
         periods = int(match[2] or 1)
         if periods == 0:
             raise ValueError(f"the period of {text!r} is zero")
-        return cls(int(match[1]), timedelta(seconds=periods * UNITS[match[3]]))
+        return cls(int(match[1]), _bounded(periods * UNITS[match[3]], text))
 
     @property
     def per_second(self) -> float:

@@ -62,7 +62,10 @@ class Schedule:
             )
         stripped = text.strip()
         if stripped.startswith("every "):
-            return cls(stripped, every=parse_duration(stripped.removeprefix("every ")))
+            every = parse_duration(stripped.removeprefix("every "))
+            if not every:
+                raise ValueError(f"{text!r} never waits: expected a duration longer than zero")
+            return cls(stripped, every=every)
         return cls(stripped, cron=_validated_cron(stripped))
 
     def trigger(self, timezone: ZoneInfo):

@@ -88,11 +88,11 @@ def check(app: App, smtp_login: bool) -> int:
     Example:
       rebook --config /etc/rebook/config.toml check --smtp
     """
-    from campaigns.checks import check_segments
+    from campaigns.checks import check_maildir, check_segments
     from campaigns.preview import check_templates
 
     settings = app.settings
-    problems = check_templates(settings, app.now())
+    problems = [*check_templates(settings, app.now()), *check_maildir(settings, app.config_path)]
     if problems:
         raise UserError("\n".join(str(problem) for problem in problems))
     with app.engine.connect() as connection:

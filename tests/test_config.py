@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from campaigns.config import load_settings
+from campaigns.config_report import mask_secrets
 from campaigns.errors import ConfigError
 from campaigns.resources import example_config
 
@@ -156,3 +157,209 @@ def test_cli_finds_config_through_rebook_config(sqlite_clinic, tmp_path):
     assert result.code == 0, result.err
     missing = sqlite_clinic.rebook("--config", str(elsewhere / "none.toml"), "check")
     assert missing.code == 2 and "none.toml: no such config file" in missing.err
+
+
+SEGMENT_AND_CAMPAIGN = """
+[segments.a]
+booked = false
+[campaigns.c]
+segment = "a"
+template = "t"
+subject = "s"
+"""
+
+
+def with_campaign(extra_campaign: str = "", extra: str = "") -> str:
+    return SEGMENT_AND_CAMPAIGN + extra_campaign + "\n" + extra
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "expected"),
+    [
+        (with_campaign("repeat_after = '0d'"), "campaigns.c.repeat_after", "longer than zero"),
+        (with_campaign("schedule = 'every 0s'"), "campaigns.c.schedule", "never waits"),
+        ("[smtp]\ntimeout = '0s'\n", "smtp.timeout", "longer than zero"),
+        ("[smtp]\nretry_backoff = '0m'\n", "smtp.retry_backoff", "longer than zero"),
+        ("[sync]\nevery = '0m'\n", "sync.every", "longer than zero"),
+        ("[segments.a]\nnext_visit_within = '0d'\n", "segments.a.next_visit_within", "zero"),
+        ("[segments.a]\nlast_visit_newer_than = '0d'\n", "segments.a.last_visit_newer_than", "zero"),
+        ("[segments.a]\nfirst_visit_newer_than = '0s'\n", "segments.a.first_visit_newer_than", "zero"),
+        ("[smtp]\nmax_attempts = 100\n", "smtp", "lower max_attempts or retry_backoff"),
+        ("[segments.a]\nvisits_at_least = 99999999999999999999\n", "segments.a.visits_at_least", "less than"),
+        ("[policy]\nmax_marketing = '99999999999999999999/7d'\n", "policy.max_marketing", "too large"),
+    ],
+)  # fmt: skip
+def test_values_that_would_crash_a_run_are_config_errors(tmp_path, extra, key, expected):
+    message = error_of(write(tmp_path, extra))
+    assert f"{key}: " in message and expected in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("[smtp]\ntimeout = '{}'\n", "smtp.timeout"),
+        ("[smtp]\nretry_backoff = '{}'\n", "smtp.retry_backoff"),
+        ("[smtp]\nrate_limit = '10/{}'\n", "smtp.rate_limit"),
+        ("[policy]\nmax_marketing = '2/{}'\n", "policy.max_marketing"),
+        ("[sync]\nevery = '{}'\n", "sync.every"),
+        ("[segments.a]\nlast_visit_older_than = '{}'\n", "segments.a.last_visit_older_than"),
+        ("[segments.a]\nlast_visit_newer_than = '{}'\n", "segments.a.last_visit_newer_than"),
+        ("[segments.a]\nfirst_visit_newer_than = '{}'\n", "segments.a.first_visit_newer_than"),
+        ("[segments.a]\nnext_visit_within = '{}'\n", "segments.a.next_visit_within"),
+        (with_campaign("repeat_after = '{}'"), "campaigns.c.repeat_after"),
+        (with_campaign("schedule = 'every {}'"), "campaigns.c.schedule"),
+    ],
+)
+@pytest.mark.parametrize("huge", ["99999999999w", "99999999w"])
+def test_every_duration_key_refuses_a_duration_too_long_to_compute_with(tmp_path, extra, key, huge):
+    message = error_of(write(tmp_path, extra.replace("{}", huge)))
+    assert f"{key}: " in message and "too long: at most 36500d" in message
+
+
+def test_zero_age_is_any_past_visit(tmp_path):
+    path = write(tmp_path, "[segments.a]\nlast_visit_older_than = '0s'\n")
+    assert load_settings(path).segments["a"].last_visit_older_than.total_seconds() == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("from", "a@x.example, b@y.example", "expected one address"),
+        ("from", "a@x.example <b@y.example>", "expected one address"),
+        ("from", "Waso, Physio <hello@waso.example>", "expected one address"),
+        ("reply_to", "a@x.example, b@y.example", "expected one address"),
+        ("reply_to", "frontdesk", "expected an address"),
+        ("from", "Wasö <hellö@waso.example>", "must be plain ASCII"),
+        ("from", "Wasö <hello@wasö.example>", "IDNA form, 'hello@xn--was-una.example'"),
+        ("reply_to", "désk@waso.example", "must be plain ASCII"),
+        ("unsubscribe_mailto", "unsubscribe", "expected an address"),
+        ("unsubscribe_mailto", "a b@waso.example", "expected an address"),
+    ],
+)
+def test_own_addresses_are_one_plain_ascii_address(tmp_path, key, value, expected):
+    base = BASE_CONFIG.replace('from = "Waso Physiotherapy <hello@waso.example>"', "")
+    extra = f'from = "Waso <hello@waso.example>"\n{key} = "{value}"\n'.replace(
+        'from = "Waso <hello@waso.example>"\nfrom', "from"
+    )
+    message = error_of(write(tmp_path, extra, base=base))
+    assert f"mail.{key}: " in message and expected in message
+
+
+def test_a_display_name_may_be_non_ascii(tmp_path):
+    base = BASE_CONFIG.replace("Waso Physiotherapy <", "Wasö Physiothérapie <")
+    assert load_settings(write(tmp_path, base=base)).mail.from_.startswith("Wasö")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("ftp://mail.waso.example", "expected an http(s) URL"),
+        ("https://", "expected an http(s) URL"),
+        ("mail.waso.example", "expected an http(s) URL"),
+        ("https://mail waso.example", "expected an http(s) URL"),
+        ("https://mail.waso.example:99999", "port"),
+        ("https://mail.waso.example/?a=1", "without '?' or '#'"),
+        ("https://mail.waso.example/#top", "without '?' or '#'"),
+        ("https://mail.wasö.example", "IDNA form ('mail.xn--was-una.example')"),
+        ("https://user:hunter2@mail.waso.example", "user name or password"),
+    ],
+)
+def test_public_url_is_an_absolute_http_url_links_can_extend(tmp_path, url, expected):
+    message = error_of(write(tmp_path, f"[web]\npublic_url = '{url}'\n"))
+    assert "web.public_url: " in message and expected in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite://", "not a database file"),
+        ("sqlite:///", "not a database file"),
+        ("sqlite:///:memory:", "not a database file"),
+        ("sqlite:///file:x?mode=memory&uri=true", "not a database file"),
+        ("postgresql://", "names no database"),
+        ("postgresql://clinic:hunter2@db.example", "names no database"),
+        ("postgresql+psycopg://clinic:hunter2@db.example/", "names no database"),
+        ("postgresql+psycopg://clinic:hunter2@db.example:five/clinic", "port"),
+        ("postgresql+asyncpg://clinic:hunter2@db.example/clinic", "expected 'sqlite:///FILE'"),
+        ("mysql://clinic:hunter2@db.example/clinic", "expected 'sqlite:///FILE'"),
+    ],
+)
+def test_database_url_names_a_database_and_never_shows_its_password(tmp_path, url, expected):
+    message = error_of(write(tmp_path, base=BASE_CONFIG.replace("{database}", url)))
+    assert "database.url: " in message and expected in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:////var/lib/rebook/rebook.db", "postgresql:///clinic", "postgresql://h/?dbname=c"],
+)
+def test_database_urls_that_name_a_database_are_accepted(tmp_path, url):
+    load_settings(write(tmp_path, base=BASE_CONFIG.replace("{database}", url)))
+
+
+@pytest.mark.parametrize("secret", ["", "x", "fifteen-bytes!!"])
+def test_a_short_web_secret_is_refused_without_echoing_it(tmp_path, monkeypatch, secret):
+    monkeypatch.setenv("REBOOK_WEB__SECRET", secret)
+    message = error_of(write(tmp_path))
+    assert "REBOOK_WEB__SECRET (web.secret): too short" in message
+    assert "config.toml" not in message and (not secret or secret not in message)
+
+
+def test_a_web_secret_of_16_bytes_is_enough(tmp_path, monkeypatch):
+    monkeypatch.setenv("REBOOK_WEB__SECRET", "sixteen-bytes!!!")
+    assert load_settings(write(tmp_path)).web.secret.get_secret_value() == "sixteen-bytes!!!"
+
+
+def test_a_short_web_secret_in_the_file_names_the_key(tmp_path):
+    assert "web.secret: too short" in error_of(write(tmp_path, "[web]\nsecret = 'short'\n"))
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named", "expected"),
+    [
+        ("REBOOK_SMTP__PORT", "abc", "REBOOK_SMTP__PORT (smtp.port)", "valid integer"),
+        ("REBOOK_SMTP", "{bad", "REBOOK_SMTP", "not valid JSON"),
+        ("REBOOK_SEGMENTS", "{", "REBOOK_SEGMENTS", "not valid JSON"),
+        ("REBOOK_CAMPAIGNS__X", "{", "REBOOK_CAMPAIGNS__X (campaigns.x)", "not valid JSON"),
+        ("REBOOK_SEGMENTS__A__SERVICES", "massage", "REBOOK_SEGMENTS__A__SERVICES", "valid list"),
+        ("REBOOK_SMTP", '{"port": "x"}', "REBOOK_SMTP (smtp.port)", "valid integer"),
+        ("REBOOK_MAIL__FROM", "a@x.example, b@y.example", "REBOOK_MAIL__FROM (mail.from)", "one"),
+    ],
+)
+def test_environment_mistakes_name_the_variable(
+    tmp_path, monkeypatch, variable, value, named, expected
+):
+    monkeypatch.setenv(variable, value)
+    message = error_of(write(tmp_path))
+    assert named in message and expected in message
+    assert "config.toml" not in message
+
+
+def test_a_file_mistake_beside_an_environment_one_names_both(tmp_path, monkeypatch):
+    monkeypatch.setenv("REBOOK_SMTP__PORT", "abc")
+    message = error_of(write(tmp_path, "[smtp]\ntimeout = 'soon'\n"))
+    assert "config.toml: 2 problem(s)" in message
+    assert "  smtp.timeout: expected a duration" in message
+    assert "  REBOOK_SMTP__PORT (smtp.port): " in message
+
+
+def test_a_table_made_by_variables_alone_says_so_when_a_key_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("REBOOK_CAMPAIGNS__X__ENABLED", "false")
+    message = error_of(write(tmp_path))
+    assert "campaigns.x.segment: required key is missing" in message
+    assert "set in the environment: REBOOK_CAMPAIGNS__X__ENABLED" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("postgresql+psycopg://clinic:s3cr%2Ft@db/clinic", "postgresql+psycopg://clinic:***@db/clinic"),
+        ("got 'postgres://u:p@h/d' here", "got 'postgres://u:***@h/d' here"),
+        ("host=db password=hunter2 user=x", "host=db password=*** user=x"),
+        ("postgresql://clinic@db/clinic", "postgresql://clinic@db/clinic"),
+    ],
+)  # fmt: skip
+def test_mask_secrets(text, masked):
+    assert mask_secrets(text) == masked

@@ -53,3 +53,22 @@ def test_window_within_a_day():
     for bad in ["25:00-08:00", "20:00", "08:00-08:00"]:
         with pytest.raises(ValueError):
             DailyWindow.parse(bad)
+
+
+@pytest.mark.parametrize("text", ["99999999999w", "99999999w", "36501d", "5215w"])
+def test_durations_past_a_century_are_refused_before_they_overflow(text):
+    with pytest.raises(ValueError, match="too long: at most 36500d"):
+        parse_duration(text)
+
+
+def test_a_century_is_the_longest_duration():
+    assert parse_duration("36500d") == timedelta(days=36500)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("1/99999999999w", "too long"), ("2/5215w", "too long"), ("99999999999999999999/s", "count")],
+)
+def test_rates_too_large_to_use_are_refused(text, problem):
+    with pytest.raises(ValueError, match=problem):
+        Rate.parse(text)

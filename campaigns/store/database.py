@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from campaigns.config import Database
+from campaigns.config_report import mask_secrets
 from campaigns.errors import ConfigError
 
 # The newest migration under campaigns/store/migrations/versions. When the database
@@ -31,7 +32,7 @@ def open_database(config: Database, *, upgrade: bool = True) -> Engine:
     try:
         engine = create_engine(config.url, **_engine_options(config))
     except (SQLAlchemyError, ValueError) as error:  # a URL SQLAlchemy cannot parse
-        raise ConfigError(f"database.url: {error}") from None
+        raise ConfigError(mask_secrets(f"database.url: {error}")) from None
     if config.is_sqlite:
         _make_sqlite_behave(engine)
     try:
@@ -45,7 +46,9 @@ def open_database(config: Database, *, upgrade: bool = True) -> Engine:
         reason = (
             getattr(error, "orig", None) or error
         )  # the driver's own words, when there are some
-        raise ConfigError(f"database.url: cannot open {engine.url!r}: {reason}") from None
+        raise ConfigError(
+            mask_secrets(f"database.url: cannot open {engine.url!r}: {reason}")
+        ) from None
     return engine
 
 
