@@ -1,0 +1,101 @@
+"""rebook's time rules, as pure functions of the moment they are asked about.
+
+A cron schedule runs once per matching local date and time. APScheduler's own
+``CronTrigger`` in a zone with clock changes fires a repeated local time twice
+and moves a time that does not exist an hour later, so the trigger here only
+enumerates *wall-clock* times (in UTC, which has no clock changes) and
+:func:`local_instant` decides which instant each one names. Nothing in this
+module reads the clock: ``now``, ``after`` and ``started`` are arguments.
+
+Instants come back in UTC and are compared in UTC. Python compares and
+subtracts two datetimes of the same zone by their wall-clock reading, and
+never finds a datetime inside a repeated hour equal to one of another zone
+(PEP 495), so a zone-aware result would mislead the very checks this module
+exists for. Read a result in the clinic's zone only to show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from zoneinfo import ZoneInfo
+
+
+def local_instant(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The instant at which a clock in ``zone`` first shows ``wall`` or later.
+
+    That is the only reading of "run at 01:30" that happens exactly once a day:
+    in a repeated hour it is the first occurrence; in a skipped hour it is the
+    end of the gap, the moment the clock jumps past ``wall``.
+    """
+    if wall.tzinfo is not None:
+        raise ValueError(f"expected a wall-clock time without a zone, got {wall.isoformat()}")
+    first = wall.replace(tzinfo=zone, fold=0)
+    second = wall.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() >= second.utcoffset():  # existing, or repeated: first occurrence
+        return first.astimezone(UTC)
+    # In a gap, fold=0 reads ``wall`` with the offset before the jump and fold=1 with
+    # the one after, so fold=1 is the earlier instant; the jump lies between the two.
+    return _transition(second, first, zone)
+
+
+def _transition(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """The first whole second at which the UTC offset has changed, by bisection.
+
+    ``zoneinfo`` does not publish its transition times; tz data puts every one of
+    them on a whole second, and a gap lasts hours at most, so this is a few steps.
+    """
+    low = int(before.timestamp())  # the old offset still holds
+    high = -int(-after.timestamp() // 1)  # the new offset holds
+    old = datetime.fromtimestamp(low, zone).utcoffset()
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, zone).utcoffset() == old:
+            low = middle
+        else:
+            high = middle
+    return datetime.fromtimestamp(high, UTC)
+
+
+def next_cron_run(cron: str, zone: ZoneInfo, after: datetime) -> datetime:
+    """The first run of ``cron`` (APScheduler-ready, local to ``zone``) strictly after ``after``.
+
+    Raises ``ValueError`` for an expression that matches no date at all
+    (``"0 0 30 2 *"``), rather than looping forever.
+    """
+    return next(_runs(cron, zone, after))
+
+
+def cron_runs(cron: str, zone: ZoneInfo, start: datetime, count: int) -> list[datetime]:
+    """The next ``count`` runs strictly after ``start``, for ``rebook plan --runs N``."""
+    return list(islice(_runs(cron, zone, start), max(count, 0)))
+
+
+def _runs(cron: str, zone: ZoneInfo, after: datetime) -> Iterator[datetime]:
+    """The runs of ``cron`` strictly after ``after``, one per local date and time.
+
+    A matching wall-clock time that names an instant not after the previous run
+    is skipped: that is how the second pass of a repeated hour, and several
+    times inside one gap, collapse into one run.
+    """
+    from apscheduler.triggers.cron import CronTrigger
+
+    trigger = CronTrigger.from_crontab(cron, timezone=UTC)
+    floor = _utc(after)
+    wall = floor.astimezone(zone).replace(tzinfo=UTC)  # wall times never repeat in UTC
+    while True:
+        wall = trigger.get_next_fire_time(None, wall + timedelta(microseconds=1))
+        if wall is None:
+            raise ValueError(f"cron {cron!r} matches no date")
+        run = local_instant(wall.replace(tzinfo=None), zone)
+        if run > floor:
+            yield run
+            floor = run
+
+
+def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC, refusing a naive datetime, whose instant nobody can know."""
+    if moment.utcoffset() is None:
+        raise ValueError(f"expected an aware datetime, got naive {moment.isoformat()}")
+    return moment.astimezone(UTC)
