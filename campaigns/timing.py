@@ -17,8 +17,9 @@ exists for. Read a result in the clinic's zone only to show it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import islice
+from itertools import islice, takewhile
 from zoneinfo import ZoneInfo
 
 
@@ -92,6 +93,58 @@ def _runs(cron: str, zone: ZoneInfo, after: datetime) -> Iterator[datetime]:
         if run > floor:
             yield run
             floor = run
+
+
+def interval_due_at_start(every: timedelta, last_run: datetime | None, now: datetime) -> bool:
+    """Whether an ``every D`` campaign runs as soon as the service starts.
+
+    An interval has no time of day to wait for: a campaign that never ran, or
+    whose last run is ``D`` or more ago, is already due, and waiting another
+    whole interval after a restart would stretch the gap to up to twice ``D``.
+    """
+    return last_run is None or _utc(now) - _utc(last_run) >= every
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """What the service does on start about runs missed while it was down, for its log."""
+
+    run: datetime | None = None  # the latest missed run, to run once now
+    skipped: datetime | None = None  # the latest missed run, older than the window
+    missed: int = 0  # scheduled runs that passed while the service was down
+
+
+def catch_up(
+    cron: str,
+    zone: ZoneInfo,
+    last_scheduled: datetime | None,
+    started: datetime,
+    window: timedelta,
+) -> CatchUp:
+    """The runs of ``cron`` after ``last_scheduled`` and up to ``started``, and what to do.
+
+    The latest one runs once (the clients would get the same email for each
+    missed tick otherwise) if it is no older than ``window``; an older one is
+    reported as skipped, because a reminder meant for last week's Tuesday
+    morning would now arrive at a surprising time. A tick exactly at
+    ``started`` counts as missed: the live schedule takes the runs after it.
+
+    A campaign with no ``last_scheduled`` never ran, so nothing was missed: it
+    was just added, or never reached its first time. Catching up would send it
+    the moment the service starts, at whatever hour that is, instead of the
+    time its schedule names; it waits for its next time.
+    """
+    if last_scheduled is None:
+        return CatchUp()
+    started = _utc(started)
+    latest, missed = None, 0
+    for run in takewhile(lambda run: run <= started, _runs(cron, zone, last_scheduled)):
+        latest, missed = run, missed + 1
+    if latest is None:
+        return CatchUp()
+    if started - latest <= window:
+        return CatchUp(run=latest, missed=missed)
+    return CatchUp(skipped=latest, missed=missed)
 
 
 def _utc(moment: datetime) -> datetime:

@@ -18,7 +18,10 @@ from hypothesis import strategies as st
 
 from campaigns.schedules import Schedule
 from campaigns.timing import (
+    CatchUp,
+    catch_up,
     cron_runs,
+    interval_due_at_start,
     local_instant,
     next_cron_run,
 )
@@ -27,6 +30,7 @@ LONDON = ZoneInfo("Europe/London")
 SYDNEY = ZoneInfo("Australia/Sydney")
 LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
 PERTH = ZoneInfo("Australia/Perth")
+DAY = timedelta(hours=24)
 
 
 def at(text: str) -> datetime:
@@ -150,6 +154,8 @@ def test_a_naive_moment_is_refused():
     """A naive ``now`` would be read in the server's zone, which is nobody's."""
     with pytest.raises(ValueError, match="expected an aware datetime"):
         next_cron_run("0 10 * * *", LONDON, datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="expected an aware datetime"):
+        catch_up("0 10 * * *", LONDON, at("2026-01-01 10:00+00:00"), datetime(2026, 1, 3), DAY)
 
 
 def test_a_wall_clock_time_with_a_zone_is_refused():
@@ -191,6 +197,71 @@ def test_a_wall_clock_time_with_a_zone_is_refused():
 def test_cron_runs_lists_the_next_runs_across_a_clock_change(cron, zone, start, expected):
     runs = cron_runs(cron, zone, at(start), len(expected))
     assert [reading(run, zone) for run in runs] == [reading(at(e), zone) for e in expected]
+
+
+@pytest.mark.parametrize(
+    ("every", "last_run", "now", "due"),
+    [
+        (timedelta(hours=2), None, "2026-11-26 10:00+08:00", True),  # never ran
+        (timedelta(hours=2), "2026-11-26 09:00+08:00", "2026-11-26 10:00+08:00", False),
+        (timedelta(hours=2), "2026-11-26 08:00+08:00", "2026-11-26 10:00+08:00", True),
+        (timedelta(hours=2), "2026-11-26 07:00+08:00", "2026-11-26 10:00+08:00", True),
+        (timedelta(hours=2), "2026-11-26 02:00+00:00", "2026-11-26 12:00+08:00", True),
+        (timedelta(hours=2), "2026-11-26 02:00+00:00", "2026-11-26 11:00+08:00", False),
+        (timedelta(days=7), "2026-11-20 10:00+08:00", "2026-11-26 10:00+08:00", False),
+        (timedelta(hours=2), "2026-11-26 11:00+08:00", "2026-11-26 10:00+08:00", False),
+    ],
+)
+def test_an_interval_campaign_runs_at_start_when_never_run_or_overdue(every, last_run, now, due):
+    last = at(last_run) if last_run else None
+    assert interval_due_at_start(every, last, at(now)) is due
+
+
+def test_interval_age_counts_real_time_through_a_repeated_hour():
+    """Both moments read in London: 01:30 BST and 01:40 GMT are 70 minutes apart, not 10."""
+    last_run = datetime(2026, 10, 25, 1, 30, tzinfo=LONDON)
+    now = datetime(2026, 10, 25, 1, 40, tzinfo=LONDON, fold=1)
+    assert interval_due_at_start(timedelta(minutes=30), last_run, now)
+
+
+@pytest.mark.parametrize(
+    ("cron", "last", "started", "window", "expected"),
+    [
+        # nothing missed
+        ("0 10 * * *", "2026-11-25 10:00+00:00", "2026-11-25 15:00+00:00", DAY, CatchUp()),
+        # one missed, within the window: it runs
+        ("0 10 * * *", "2026-11-24 10:00+00:00", "2026-11-25 15:00+00:00", DAY,
+         CatchUp(run=at("2026-11-25 10:00+00:00"), missed=1)),
+        # many missed: the latest runs, once
+        ("0 10 * * *", "2026-11-20 10:00+00:00", "2026-11-25 15:00+00:00", DAY,
+         CatchUp(run=at("2026-11-25 10:00+00:00"), missed=5)),
+        # the latest missed is older than the window: skipped
+        ("0 10 * * *", "2026-11-20 10:00+00:00", "2026-11-25 15:00+00:00", timedelta(hours=2),
+         CatchUp(skipped=at("2026-11-25 10:00+00:00"), missed=5)),
+        ("0 10 * * tue", "2026-11-10 10:00+00:00", "2026-11-26 09:00+00:00", DAY,
+         CatchUp(skipped=at("2026-11-24 10:00+00:00"), missed=2)),
+        # exactly as old as the window still runs
+        ("0 10 * * *", "2026-11-24 10:00+00:00", "2026-11-25 15:00+00:00", timedelta(hours=5),
+         CatchUp(run=at("2026-11-25 10:00+00:00"), missed=1)),
+        # a tick exactly at the start is caught up here: the live schedule starts after it
+        ("0 10 * * *", "2026-11-24 10:00+00:00", "2026-11-25 10:00+00:00", DAY,
+         CatchUp(run=at("2026-11-25 10:00+00:00"), missed=1)),
+        # the repeated hour is one missed run, not two
+        ("30 1 * * *", "2026-10-24 01:30+01:00", "2026-10-25 01:45+00:00", DAY,
+         CatchUp(run=at("2026-10-25 01:30+01:00"), missed=1)),
+        # a run in the gap was missed at the gap's end
+        ("30 1 * * *", "2026-03-28 01:30+00:00", "2026-03-29 03:00+01:00", DAY,
+         CatchUp(run=at("2026-03-29 02:00+01:00"), missed=1)),
+        # every 5 minutes for October: 31 days of ticks less the 12 of the repeated hour
+        ("*/5 * * * *", "2026-10-01 00:00+00:00", "2026-11-01 00:00+00:00", DAY,
+         CatchUp(run=at("2026-11-01 00:00+00:00"), missed=31 * 24 * 12 - 12)),
+        # never run: nothing to catch up, it waits for its next time
+        ("0 10 * * *", None, "2026-11-25 15:00+00:00", DAY, CatchUp()),
+    ],
+)  # fmt: skip
+def test_catch_up_runs_the_latest_missed_run_once_if_recent(cron, last, started, window, expected):
+    last_scheduled = at(last) if last else None
+    assert catch_up(cron, LONDON, last_scheduled, at(started), window) == expected
 
 
 # --- property: random daily and hourly crons against a minute-by-minute clock ---
