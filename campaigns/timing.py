@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice, takewhile
 from zoneinfo import ZoneInfo
 
+from campaigns.durations import DailyWindow
+
 
 def local_instant(wall: datetime, zone: ZoneInfo) -> datetime:
     """The instant at which a clock in ``zone`` first shows ``wall`` or later.
@@ -145,6 +147,35 @@ def catch_up(
     if started - latest <= window:
         return CatchUp(run=latest, missed=missed)
     return CatchUp(skipped=latest, missed=missed)
+
+
+def quiet_until(window: DailyWindow, zone: ZoneInfo, now: datetime) -> datetime | None:
+    """When quiet hours that hold at ``now`` end, read on a clock in ``zone``; None if they don't.
+
+    The zone is the clinic's, or a client's own, so that "20:00-08:00" means the
+    client's evening. The end is an instant rather than "08:00", so that a
+    clock change during the night moves it with the clock.
+    """
+    local = _utc(now).astimezone(zone)
+    if not window.contains(local.time()):
+        return None
+    day = local.date()
+    if window.end <= window.start and local.time() >= window.start:
+        day += timedelta(days=1)  # the window wraps midnight: it ends tomorrow
+    return _next_showing(datetime.combine(day, window.end), zone, now)
+
+
+def _next_showing(wall: datetime, zone: ZoneInfo, now: datetime) -> datetime:
+    """The first instant after ``now`` at which the clock shows ``wall`` or later.
+
+    Usually :func:`local_instant`; but when ``now`` is in the second pass of a
+    repeated hour, the end of that hour's first pass is already behind us and
+    the clock shows the end time again one hour later.
+    """
+    end = local_instant(wall, zone)
+    if end <= _utc(now):
+        end = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    return end
 
 
 def _utc(moment: datetime) -> datetime:

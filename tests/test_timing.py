@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from campaigns.durations import DailyWindow
 from campaigns.schedules import Schedule
 from campaigns.timing import (
     CatchUp,
@@ -24,6 +25,7 @@ from campaigns.timing import (
     interval_due_at_start,
     local_instant,
     next_cron_run,
+    quiet_until,
 )
 
 LONDON = ZoneInfo("Europe/London")
@@ -31,6 +33,7 @@ SYDNEY = ZoneInfo("Australia/Sydney")
 LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
 PERTH = ZoneInfo("Australia/Perth")
 DAY = timedelta(hours=24)
+NIGHT = DailyWindow.parse("20:00-08:00")
 
 
 def at(text: str) -> datetime:
@@ -155,6 +158,8 @@ def test_a_naive_moment_is_refused():
     with pytest.raises(ValueError, match="expected an aware datetime"):
         next_cron_run("0 10 * * *", LONDON, datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="expected an aware datetime"):
+        quiet_until(NIGHT, LONDON, datetime(2026, 1, 1, 23))
+    with pytest.raises(ValueError, match="expected an aware datetime"):
         catch_up("0 10 * * *", LONDON, at("2026-01-01 10:00+00:00"), datetime(2026, 1, 3), DAY)
 
 
@@ -262,6 +267,77 @@ def test_interval_age_counts_real_time_through_a_repeated_hour():
 def test_catch_up_runs_the_latest_missed_run_once_if_recent(cron, last, started, window, expected):
     last_scheduled = at(last) if last else None
     assert catch_up(cron, LONDON, last_scheduled, at(started), window) == expected
+
+
+LUNCH = DailyWindow.parse("12:00-14:00")
+
+
+@pytest.mark.parametrize(
+    ("window", "zone", "now", "expected"),
+    [
+        # wrapping midnight
+        (NIGHT, PERTH, "2026-11-26 21:00+08:00", "2026-11-27 08:00+08:00"),
+        (NIGHT, PERTH, "2026-11-26 07:00+08:00", "2026-11-26 08:00+08:00"),
+        (NIGHT, PERTH, "2026-11-26 00:00+08:00", "2026-11-26 08:00+08:00"),
+        (NIGHT, PERTH, "2026-11-26 20:00+08:00", "2026-11-27 08:00+08:00"),  # at the start
+        (NIGHT, PERTH, "2026-11-26 08:00+08:00", None),  # at the end: open
+        (NIGHT, PERTH, "2026-11-26 07:59:59+08:00", "2026-11-26 08:00+08:00"),
+        (NIGHT, PERTH, "2026-11-26 19:59+08:00", None),
+        (NIGHT, PERTH, "2026-11-26 12:00+08:00", None),
+        # not wrapping
+        (LUNCH, PERTH, "2026-11-26 12:00+08:00", "2026-11-26 14:00+08:00"),
+        (LUNCH, PERTH, "2026-11-26 13:30+08:00", "2026-11-26 14:00+08:00"),
+        (LUNCH, PERTH, "2026-11-26 14:00+08:00", None),
+        (LUNCH, PERTH, "2026-11-26 11:59+08:00", None),
+        (LUNCH, PERTH, "2026-11-26 21:00+08:00", None),
+        # ``now`` given in another zone is read in the window's zone
+        (NIGHT, PERTH, "2026-11-26 13:00+00:00", "2026-11-27 08:00+08:00"),
+        # a clock change during the night moves the end with the clock
+        (NIGHT, LONDON, "2026-03-28 22:00+00:00", "2026-03-29 08:00+01:00"),
+        (NIGHT, LONDON, "2026-03-29 03:00+01:00", "2026-03-29 08:00+01:00"),
+        (NIGHT, LONDON, "2026-10-24 22:00+01:00", "2026-10-25 08:00+00:00"),
+        (NIGHT, LONDON, "2026-10-25 01:30+00:00", "2026-10-25 08:00+00:00"),
+        (NIGHT, SYDNEY, "2026-10-03 21:00+10:00", "2026-10-04 08:00+11:00"),
+        (NIGHT, SYDNEY, "2026-04-04 21:00+11:00", "2026-04-05 08:00+10:00"),
+        # the window ends inside a gap: at the gap's end
+        (
+            DailyWindow.parse("23:00-01:30"),
+            LONDON,
+            "2026-03-28 23:30+00:00",
+            "2026-03-29 02:00+01:00",
+        ),
+        # the window ends inside a repeated hour: the clock shows the end again
+        (
+            DailyWindow.parse("00:00-01:30"),
+            LONDON,
+            "2026-10-25 01:10+01:00",
+            "2026-10-25 01:30+01:00",
+        ),
+        (
+            DailyWindow.parse("00:00-01:30"),
+            LONDON,
+            "2026-10-25 01:10+00:00",
+            "2026-10-25 01:30+00:00",
+        ),
+    ],
+)
+def test_quiet_until_is_the_instant_the_window_ends(window, zone, now, expected):
+    end = quiet_until(window, zone, at(now))
+    if expected is None:
+        assert end is None
+    else:
+        assert reading(end, zone) == reading(at(expected), zone)
+        assert end == at(expected)
+
+
+def test_quiet_hours_are_the_clients_evening_not_the_clinics():
+    """At 13:00 in Perth it is 05:00 in London: the clinic is open, the London client asleep."""
+    now = at("2026-11-26 13:00+08:00")
+    assert quiet_until(NIGHT, PERTH, now) is None
+    assert quiet_until(NIGHT, LONDON, now) == at("2026-11-26 08:00+00:00")
+    evening = at("2026-11-26 22:00+08:00")  # 14:00 in London
+    assert quiet_until(NIGHT, PERTH, evening) == at("2026-11-27 08:00+08:00")
+    assert quiet_until(NIGHT, LONDON, evening) is None
 
 
 # --- property: random daily and hourly crons against a minute-by-minute clock ---
