@@ -319,6 +319,12 @@ class Policy(Section):
     max_marketing: RateValue | None = None
 
 
+class ServiceSection(Section):
+    """``[service]``: how ``rebook run`` behaves across downtime."""
+
+    catch_up: Duration = timedelta(hours=24)  # a run missed while stopped runs once if this recent
+
+
 class Sync(Section):
     clients: Path | None = None
     visits: Path | None = None
@@ -382,6 +388,7 @@ class Settings(BaseSettings):
     smtp: Smtp = Smtp()
     web: Web = Web()
     policy: Policy = Policy()
+    service: ServiceSection = ServiceSection()
     sync: Sync | None = None
     segments: dict[Name, Segment] = {}
     campaigns: dict[Name, Campaign] = {}

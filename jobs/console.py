@@ -39,8 +39,12 @@ def warn(message: str) -> None:
     sys.stderr.write(f"warning: {message}\n")
 
 
-def send_summary(report) -> list[str]:
-    """A campaign run in a few lines: what happened, and what was skipped and why."""
+def send_summary(report, held_until: str = "", ignoring: bool = False) -> list[str]:
+    """A campaign run in a few lines: what happened, and what was skipped and why.
+
+    ``held_until``: when held mail goes, as the clinic reads it; ``ignoring``:
+    the owner asked to send inside quiet hours.
+    """
     outcomes = report.outcomes
     verb = "would send" if report.dry_run else "sent"
     count = len(report.would_send) if report.dry_run else outcomes["sent"]
@@ -50,11 +54,18 @@ def send_summary(report) -> list[str]:
         if report.bounced:
             head += f" ({report.bounced} hard bounce(s), now suppressed)"
     lines = [head]
-    if report.quiet_hours:
+    if report.held:
+        lines.append(
+            f"  held {report.held} for quiet hours ({report.quiet_hours}) until "
+            f"{held_until}: rebook run sends them then (or rebook send, run again after)"
+        )
+    elif report.quiet_hours and ignoring:
         done = "would go" if report.dry_run else "went"
         lines.append(
             f"  note: within quiet hours ({report.quiet_hours}); it {done} because you asked"
         )
+    elif report.quiet_hours and report.dry_run:
+        lines.append(f"  note: within quiet hours ({report.quiet_hours}): it would be held")
     if report.left_out:
         reasons = ", ".join(f"{reason} {number}" for reason, number in report.left_out.items())
         lines.append(f"  skipped {sum(report.left_out.values())}: {reasons}")

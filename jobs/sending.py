@@ -13,12 +13,16 @@ from jobs.app import EXIT_FAILED, EXIT_OK, App, local_time, pass_app
 @click.option(
     "--dry-run", is_flag=True, help="Record nothing, send nothing: show who would get what."
 )
+@click.option(
+    "--ignore-quiet-hours", is_flag=True, help="Send marketing now even inside quiet hours."
+)
 @pass_app
-def send(app: App, campaign: str, dry_run: bool) -> int:
+def send(app: App, campaign: str, dry_run: bool, ignore_quiet_hours: bool) -> int:
     """Run CAMPAIGN once, now: send to its audience and retry its due deferred messages.
 
-    Exit 0 when every message was sent or deferred for a retry, 1 when the
-    SMTP server could not be reached at all.
+    Marketing inside [policy] quiet_hours is queued until they end (rebook
+    run sends it then). Exit 0 when every message was sent, held or deferred
+    for a retry, 1 when the SMTP server could not be reached at all.
 
     \b
     Examples:
@@ -32,11 +36,13 @@ def send(app: App, campaign: str, dry_run: bool) -> int:
     app.campaign(campaign)
     with console.progress_bar(f"sending {campaign}") as progress:
         report = asyncio.run(
-            run_campaign(app.engine, app.settings, campaign, dry_run=dry_run, progress=progress)
-        )
+            run_campaign(app.engine, app.settings, campaign, dry_run=dry_run, progress=progress,
+                         ignore_quiet_hours=ignore_quiet_hours)
+        )  # fmt: skip
     if dry_run and report.would_send:
         console.print_table(None, ["would send to", "key"], report.would_send)
-    for line in console.send_summary(report):
+    held_until = local_time(report.held_until, app.settings.clinic.timezone)
+    for line in console.send_summary(report, held_until, ignore_quiet_hours):
         click.echo(line)
     if report.unreachable:
         console.error(report.unreachable)

@@ -267,7 +267,7 @@ def test_the_marketing_cap_counts_every_marketing_campaign(clinic, smtp):
     assert later.outcomes == {"sent": 3}
 
 
-def test_a_send_inside_quiet_hours_says_so(clinic, smtp):
+def test_marketing_inside_quiet_hours_is_held_until_they_end(clinic, smtp):
     settings, engine = clinic_with(clinic, smtp.port)
     quiet = settings.model_copy(
         update={
@@ -277,6 +277,48 @@ def test_a_send_inside_quiet_hours_says_so(clinic, smtp):
         }
     )
     evening = datetime(2026, 11, 25, 13, 30, tzinfo=UTC)  # 21:30 in Perth
-    assert run(engine, quiet, "book", at=evening).quiet_hours == "20:00-08:00"
-    assert run(engine, quiet, "reminder", at=evening).quiet_hours is None  # transactional
+    held = run(engine, quiet, "book", at=evening)
+    assert held.quiet_hours == "20:00-08:00" and held.outcomes == {}
+    assert held.held == 3 and held.held_until == datetime(2026, 11, 26, 0, 0, tzinfo=UTC)  # 08:00
+    reminder = run(engine, quiet, "reminder", at=evening)  # transactional never waits
+    assert reminder.quiet_hours is None and reminder.outcomes == {"sent": 2}
+    assert run(engine, quiet, "book", at=evening + timedelta(hours=5)).outcomes == {}
+    morning = run(engine, quiet, "book", at=datetime(2026, 11, 26, 0, 1, tzinfo=UTC))
+    assert morning.outcomes == {"sent": 3}  # the held ones, once
+    assert sorted(smtp.handler.addresses()).count("person0@example.com") == 2  # book + reminder
+
+
+def test_quiet_hours_are_read_on_the_clients_own_clock(clinic, smtp):
+    settings, engine = clinic_with(clinic, smtp.port)
+    from campaigns.store.tables import clients
+
+    with engine.begin() as connection:
+        connection.execute(
+            clients.update().where(clients.c.id == "c000").values(timezone="Europe/London")
+        )
+    quiet = settings.model_copy(
+        update={
+            "policy": settings.policy.model_copy(
+                update={"quiet_hours": DailyWindow.parse("20:00-08:00")}
+            )
+        }
+    )
+    evening = datetime(2026, 11, 25, 13, 30, tzinfo=UTC)  # 21:30 in Perth, 13:30 in London
+    report = run(engine, quiet, "book", at=evening)
+    assert report.outcomes == {"sent": 1} and report.held == 2
+    assert smtp.handler.addresses() == ["person0@example.com"]
+
+
+def test_ignoring_quiet_hours_sends_now(clinic, smtp):
+    settings, engine = clinic_with(clinic, smtp.port)
+    quiet = settings.model_copy(
+        update={
+            "policy": settings.policy.model_copy(
+                update={"quiet_hours": DailyWindow.parse("20:00-08:00")}
+            )
+        }
+    )
+    evening = datetime(2026, 11, 25, 13, 30, tzinfo=UTC)
+    report = run(engine, quiet, "book", at=evening, ignore_quiet_hours=True)
+    assert report.outcomes == {"sent": 3} and report.held == 0
     assert run(engine, quiet, "series", at=NOW).quiet_hours is None  # 10:00 in Perth

@@ -165,7 +165,7 @@ def test_preview_of_a_series_shows_the_article_the_client_gets_next(sqlite_clini
     assert "Six small habits that keep your back happy between sessions" in second.out
 
 
-def test_send_notes_quiet_hours(sqlite_clinic):
+def test_send_holds_marketing_for_quiet_hours_unless_told(sqlite_clinic):
     clinic_with(sqlite_clinic, free_port(), transport="maildir")
     from datetime import UTC, datetime, timedelta
     from zoneinfo import ZoneInfo
@@ -175,6 +175,10 @@ def test_send_notes_quiet_hours(sqlite_clinic):
     config = sqlite_clinic.config
     config.write_text(config.read_text() + f'\n[policy]\nquiet_hours = "{window}"\n')
     dry = sqlite_clinic.rebook("send", "book", "--dry-run")
-    assert f"note: within quiet hours ({window}); it would go because you asked" in dry.out
-    sent = sqlite_clinic.rebook("send", "book")
-    assert sent.code == 0 and "it went because you asked" in sent.out and "sent 3" in sent.out
+    assert f"note: within quiet hours ({window}): it would be held" in dry.out
+    held = sqlite_clinic.rebook("send", "book")
+    until = f"{perth + timedelta(hours=1):%Y-%m-%d %H:%M}"
+    assert held.code == 0 and "sent 0" in held.out
+    assert f"held 3 for quiet hours ({window}) until {until}" in held.out
+    other = sqlite_clinic.rebook("send", "series", "--ignore-quiet-hours")
+    assert "it went because you asked" in other.out and "sent 3" in other.out

@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection
 
 from campaigns.clients.segments import segment_conditions
 from campaigns.config import Campaign, Segment
+from campaigns.delivery.quiet import Holds, no_hold
 from campaigns.delivery.suppression import allowed
 from campaigns.durations import Rate, format_duration
 from campaigns.store.tables import UNSPENT_STATUSES as UNSPENT
@@ -127,10 +128,10 @@ class Audience:
         )
         return recent < cap.count
 
-    def select(self) -> Select:
-        """client_id, email, key of everyone this run should send to, in id order."""
+    def select(self, *extra: ColumnElement) -> Select:
+        """client_id, email, key (and ``extra``) of everyone this run sends to, in id order."""
         return (
-            select(clients.c.id, clients.c.email, self.key_column().label("key"))
+            select(clients.c.id, clients.c.email, self.key_column().label("key"), *extra)
             .where(
                 *segment_conditions(self.segment, self.now), *(keep for _, keep in self.filters())
             )
@@ -155,15 +156,17 @@ class Audience:
         members, *out = row
         return members, {reason: n for (reason, _), n in zip(filters, out, strict=True) if n}
 
-    def enqueue(self, connection: Connection) -> int:
+    def enqueue(self, connection: Connection, holds: Holds | None = None) -> int:
         """Add a ``queued`` ledger row for each member of the audience; return how many.
 
         A member whose row did not spend its key (skipped, or an error of
         rebook's own) has that row queued again, with a fresh count of
         attempts. That is a separate UPDATE of those few rows: an upsert over
         the whole audience would lock every row another worker is sending.
+        ``holds`` stamps marketing held for quiet hours with when it may go.
         """
-        audience = self.select().subquery()
+        hold = holds.column() if holds is not None else no_hold()
+        audience = self.select(hold.label("held_until")).subquery()
         requeue = (
             update(sends)
             .where(
@@ -172,17 +175,21 @@ class Audience:
                 tuple_(sends.c.client_id, sends.c.key).in_(select(audience.c.id, audience.c.key)),
             )
             .values(
-                status="queued", attempts=0, worker=None, next_attempt_at=None, updated_at=self.now
+                status="queued",
+                attempts=0,
+                worker=None,
+                updated_at=self.now,
+                next_attempt_at=holds.clinic if holds is not None else None,
             )
         )
         again = connection.execute(requeue).rowcount
         now = literal(self.now, UTCDateTime)
         rows = select(
             literal(self.name), audience.c.id, audience.c.key, literal(self.campaign.marketing),
-            audience.c.email, literal("queued"), now, now,
+            audience.c.email, literal("queued"), now, now, audience.c.held_until,
         ).where(true())  # SQLite reads "FROM … ON CONFLICT" as a join without a WHERE  # fmt: skip
         columns = ["campaign", "client_id", "key", "marketing", "email", "status", "created_at",
-                   "updated_at"]  # fmt: skip
+                   "updated_at", "next_attempt_at"]  # fmt: skip
         statement = (
             insert_for(connection.dialect.name, sends)
             .from_select(columns, rows)

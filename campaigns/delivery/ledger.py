@@ -315,6 +315,17 @@ class Ledger:
         """Rows of this campaign ready to go now."""
         return self._count(self._ready(now))
 
+    def held(self, now: datetime) -> tuple[int, datetime | None]:
+        """Rows of this campaign waiting for quiet hours to end, and the earliest end."""
+        query = select(func.count(), func.min(sends.c.next_attempt_at)).where(
+            sends.c.campaign == self.campaign,
+            sends.c.status == "queued",
+            sends.c.next_attempt_at > now,
+        )
+        with self.engine.connect() as connection:
+            count, until = connection.execute(query).one()
+        return count, until
+
     def _count(self, *conditions) -> int:
         query = (
             select(func.count())
@@ -326,8 +337,27 @@ class Ledger:
 
     @staticmethod
     def _ready(now: datetime):
-        """Queued, or deferred and due."""
-        return or_(
-            sends.c.status == "queued",
-            (sends.c.status == "deferred") & (sends.c.next_attempt_at <= now),
-        )
+        return ready(now)
+
+
+def ready(now: datetime):
+    """Queued (and not held for quiet hours past ``now``), or deferred and due."""
+    return or_(
+        (sends.c.status == "queued")
+        & or_(sends.c.next_attempt_at.is_(None), sends.c.next_attempt_at <= now),
+        (sends.c.status == "deferred") & (sends.c.next_attempt_at <= now),
+    )
+
+
+def due_campaigns(connection: Connection, now: datetime) -> list[str]:
+    """Every campaign with messages ready to go now, by any worker's run or retry."""
+    query = select(sends.c.campaign).where(ready(now)).distinct().order_by(sends.c.campaign)
+    return list(connection.execute(query).scalars())
+
+
+def next_due(connection: Connection, now: datetime) -> datetime | None:
+    """When the earliest deferred or held message falls due, if any waits."""
+    query = select(func.min(sends.c.next_attempt_at)).where(
+        sends.c.status.in_(("deferred", "queued")), sends.c.next_attempt_at > now
+    )
+    return connection.execute(query).scalar()

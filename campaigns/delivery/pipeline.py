@@ -29,6 +29,7 @@ from campaigns.content.tokens import make_token, unsubscribe_url
 from campaigns.delivery.audience import Audience
 from campaigns.delivery.committer import Committer
 from campaigns.delivery.ledger import HEARTBEAT_EVERY, Claimed, Ledger, Result
+from campaigns.delivery.quiet import holds_for
 from campaigns.delivery.transports import Outcome, Outgoing, Transport
 from campaigns.store.secrets import web_secret
 from campaigns.store.tables import clients
@@ -58,7 +59,9 @@ class RunReport:
     errors: list[tuple[str, str]] = field(default_factory=list)  # rebook's own: retried next run
     would_send: list[tuple[str, str]] = field(default_factory=list)  # dry run: (address, key)
     unreachable: str | None = None
-    quiet_hours: str | None = None  # set when marketing was sent inside [policy] quiet_hours
+    quiet_hours: str | None = None  # set when marketing ran inside [policy] quiet_hours
+    held: int = 0  # marketing waiting for quiet hours to end
+    held_until: datetime | None = None  # the earliest end among them
 
 
 def quiet_hours_now(settings: Settings, campaign, now: datetime) -> str | None:
@@ -81,8 +84,16 @@ def retry_at(settings: Settings, attempts: int, now: datetime) -> datetime | Non
 class CampaignRun:
     """One run of one campaign by this process."""
 
-    def __init__(self, engine: Engine, settings: Settings, name: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        name: str,
+        clock: Clock,
+        stop: asyncio.Event | None = None,
+    ) -> None:
         self.engine, self.settings, self.name, self.clock = engine, settings, name, clock
+        self.stop = stop
         self.campaign = settings.campaigns[name]
         self.segment = settings.segments[self.campaign.segment]
         self.renderer = CampaignRenderer(
@@ -107,11 +118,21 @@ class CampaignRun:
                 report.would_send = [(row.email, row.key) for row in selected]
         return report
 
-    def enqueue(self) -> None:
-        """Queue a ledger row for everyone in the audience who has none yet."""
+    def enqueue(self, *, quiet_hours: bool = True) -> None:
+        """Queue a ledger row for everyone in the audience who has none yet.
+
+        Marketing inside quiet hours is queued held until the window ends
+        on each client's clock (``quiet_hours=False``: sent now).
+        """
         self.load_secret()
+        holds = None
         with self.ledger.writing() as connection, connection.begin():
-            self.report.enqueued = self.audience.enqueue(connection)
+            if quiet_hours and self.campaign.marketing:
+                window, zone = self.settings.policy.quiet_hours, self.settings.clinic.timezone
+                holds = holds_for(connection, window, zone, self.clock())
+            self.report.enqueued = self.audience.enqueue(connection, holds)
+        if holds is not None and holds.any:
+            self.report.held, self.report.held_until = self.ledger.held(self.clock())
 
     def waiting(self) -> int:
         return self.ledger.waiting(self.clock())
@@ -147,7 +168,7 @@ class CampaignRun:
         done = Counter()
 
         async def consume(slot: int) -> None:
-            while (item := await queue.get()) is not None:
+            while not self._stopping() and (item := await queue.get()) is not None:
                 claimed, outgoing = item
                 may_go = await committer.start(claimed.id)
                 held.pop(claimed.id, None)
@@ -161,14 +182,32 @@ class CampaignRun:
                     progress(sum(done.values()), total)
 
         consumers = [asyncio.create_task(consume(slot)) for slot in range(transport.slots)]
-        beat = asyncio.create_task(self._heartbeat())
+        producer = asyncio.create_task(
+            self._produce(queue, composer, committer, held, transport.slots)
+        )
+        helpers = [asyncio.create_task(self._heartbeat())]
+        if self.stop is not None:
+            helpers.append(asyncio.create_task(self._stop_when_asked(producer, queue)))
         try:
-            await self._produce(queue, composer, committer, held, transport.slots)
+            try:
+                await producer
+            except asyncio.CancelledError:
+                if not self._stopping():
+                    raise
             await asyncio.gather(*consumers)
         finally:
-            for task in (*consumers, beat):
+            for task in (producer, *consumers, *helpers):
                 task.cancel()
-            await asyncio.gather(*consumers, beat, return_exceptions=True)
+            await asyncio.gather(producer, *consumers, *helpers, return_exceptions=True)
+
+    async def _stop_when_asked(self, producer: asyncio.Task, queue: asyncio.Queue) -> None:
+        """Stop claiming; drop what waits in the queue (released later); let sends finish."""
+        await self.stop.wait()
+        producer.cancel()
+        while not queue.empty():
+            queue.get_nowait()
+        for _ in range(queue.maxsize):
+            queue.put_nowait(None)
 
     @staticmethod
     async def _send(transport: Transport, outgoing: Outgoing, slot: int) -> Outcome:
@@ -179,7 +218,7 @@ class CampaignRun:
             return Outcome("error", f"not sent: {type(error).__name__}: {error}")
 
     async def _produce(self, queue, composer, committer, held, slots: int) -> None:
-        while batch := self.ledger.claim(CLAIM_BATCH, self.clock()):
+        while not self._stopping() and (batch := self.ledger.claim(CLAIM_BATCH, self.clock())):
             held.update((claimed.id, claimed) for claimed in batch)
             for claimed, built in zip(batch, composer(self._jobs(batch)), strict=True):
                 if isinstance(built, str):  # could not be built: fails alone, never leaves
@@ -191,6 +230,10 @@ class CampaignRun:
                     await queue.put((claimed, outgoing))
         for _ in range(slots):
             await queue.put(None)
+
+    def _stopping(self) -> bool:
+        """Asked to stop: claim nothing more; what was claimed goes back to the queue."""
+        return self.stop is not None and self.stop.is_set()
 
     async def _heartbeat(self) -> None:
         while True:

@@ -8,6 +8,8 @@ the one-process pipeline (``pipeline``) and the helper processes
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy.engine import Engine
 
 from campaigns.config import Settings
@@ -33,22 +35,33 @@ async def run_campaign(
     transport: Transport | None = None,
     progress: Progress | None = None,
     processes: int | None = None,
+    enqueue: bool = True,
+    stop: asyncio.Event | None = None,
+    ignore_quiet_hours: bool = False,
 ) -> RunReport:
     """Run campaign ``name`` once.
 
     ``processes``: how many worker processes deliver (default: one per core
     for a big run, see ``campaigns.delivery.workers``); a given ``transport`` means one.
+    ``enqueue=False`` only delivers what is already queued or due (a worker
+    helping another's run, or retries). ``stop``, once set, ends the run
+    early: nothing more is claimed, messages already leaving finish.
+    Marketing inside quiet hours is queued to leave when they end, unless
+    ``ignore_quiet_hours``.
     """
 
-    run = CampaignRun(engine, settings, name, clock)
-    report = run.explain(dry_run)
+    run = CampaignRun(engine, settings, name, clock, stop)
+    report = run.explain(dry_run) if enqueue else run.report
     report.quiet_hours = quiet_hours_now(settings, run.campaign, clock())
     if dry_run:
         return report
     expected = run.waiting() + report.members - sum(report.left_out.values())
     count = 1 if transport is not None else worker_count(settings, expected, processes)
     helpers = Helpers(settings, name, count) if count > 1 else None  # they start while we enqueue
-    run.enqueue()
+    if enqueue:
+        run.enqueue(quiet_hours=not ignore_quiet_hours)
+    else:
+        run.load_secret()
     try:
         if helpers is not None:
             await helpers.deliver(run, progress)

@@ -203,3 +203,30 @@ workers = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
 )
+
+# Scheduled runs, one row per (campaign, scheduled time): the database, not
+# the scheduler's job store, decides who runs what. Every worker computes the
+# schedule; the one whose INSERT succeeds runs it, the others help deliver.
+RUN_OUTCOMES = ("running", "done", "failed", "skipped")
+runs = Table(
+    "runs",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("campaign", String(100), nullable=False),
+    Column("scheduled_for", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("worker", String(300), nullable=False, comment="host:pid"),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("members", Integer, nullable=False, server_default="0"),
+    Column("enqueued", Integer, nullable=False, server_default="0"),
+    Column("sent", Integer, nullable=False, server_default="0"),
+    Column("deferred", Integer, nullable=False, server_default="0"),
+    Column("failed", Integer, nullable=False, server_default="0"),
+    Column("held", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("campaign", "scheduled_for"),
+    CheckConstraint("outcome IN ('running', 'done', 'failed', 'skipped')", name="outcome"),
+)

@@ -1,0 +1,173 @@
+"""``rebook run``, the real command in a subprocess, against a real SMTP server.
+
+Schedules of a few seconds stand in for days; the runs table and the send
+ledger are read back to check that each scheduled run happened once and
+each client got each message once.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import insert, select
+
+from campaigns.store.tables import runs, sends
+
+from .conftest import Clinic
+from .service import RunningService
+from .smtpd import SmtpServer
+from .test_delivery import clinic_with
+
+CONSENTING = ["person0@example.com", "person2@example.com", "person4@example.com"]
+
+
+def add_campaign(clinic: Clinic, name: str, schedule: str, extra: str = "") -> None:
+    clinic.config.write_text(
+        clinic.config.read_text()
+        + f'\n[campaigns.{name}]\nsegment = "lapsed"\ntemplate = "reminders/book-next-massage"\n'
+        f'subject = "Hi"\nschedule = "{schedule}"\n{extra}'
+    )
+
+
+def run_rows(engine, campaign: str) -> list:
+    with engine.connect() as connection:
+        query = select(runs).where(runs.c.campaign == campaign).order_by(runs.c.scheduled_for)
+        return connection.execute(query).all()
+
+
+def sent_to(engine, campaign: str) -> list[str]:
+    with engine.connect() as connection:
+        query = select(sends.c.email).where(sends.c.campaign == campaign, sends.c.status == "sent")
+        return sorted(connection.execute(query).scalars())
+
+
+def test_each_tick_runs_once_and_no_client_gets_a_message_twice(clinic):
+    with SmtpServer() as smtp:
+        _, engine = clinic_with(clinic, smtp.port)
+        add_campaign(clinic, "tick", "every 2s")
+        with RunningService(clinic.folder) as service:
+            service.wait_for("service started")
+            service.wait_for("run finished", count=3)
+            assert service.stop() == 0, service.log()
+        assert sorted(smtp.handler.addresses()) == CONSENTING
+        rows = run_rows(engine, "tick")
+        assert len(rows) >= 3 and {row.outcome for row in rows} == {"done"}
+        assert len({row.scheduled_for for row in rows}) == len(rows)
+        assert rows[0].sent == 3 and all(row.sent == 0 for row in rows[1:])
+        assert "stopped" in service.log() and "Traceback" not in service.log()
+
+
+def test_sigterm_mid_run_exits_0_and_a_restart_sends_the_rest_once(clinic):
+    with SmtpServer() as smtp:
+        smtp.handler.data_delay = 0.15
+        _, engine = clinic_with(clinic, smtp.port, people=80)
+        add_campaign(clinic, "big", "every 1h")
+        with RunningService(clinic.folder) as service:
+            service.wait_for("run started")
+            time.sleep(1.0)
+            assert service.stop(timeout=30) == 0, service.log()
+        first = len(smtp.handler.addresses())
+        assert 0 < first < 40
+        with RunningService(clinic.folder) as again:
+            deadline = time.monotonic() + 40
+            while len(smtp.handler.addresses()) < 40 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert again.stop() == 0, again.log()
+        received = smtp.handler.addresses()
+        assert sorted(received) == sorted(f"person{n}@example.com" for n in range(0, 80, 2))
+        assert len(run_rows(engine, "big")) == 1  # the restart delivered the rest, no new run
+
+
+def test_a_run_missed_while_stopped_is_caught_up_once(clinic):
+    with SmtpServer() as smtp:
+        _, engine = clinic_with(clinic, smtp.port)
+        add_campaign(clinic, "minutely", "* * * * *")
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        with engine.begin() as connection:
+            connection.execute(insert(runs).values(
+                campaign="minutely", scheduled_for=now - timedelta(minutes=5), started_at=now,
+                finished_at=now, worker="gone:1", outcome="done",
+            ))  # fmt: skip
+        with RunningService(clinic.folder) as service:
+            line = service.wait_for("catching up a missed run")
+            service.wait_for("run finished")
+            assert service.stop() == 0
+        assert "missed=" in line
+        caught = [row for row in run_rows(engine, "minutely") if row.worker != "gone:1"]
+        assert len(caught) in (1, 2)  # the catch-up (and a new minute, if one began meanwhile)
+        assert caught[0].scheduled_for >= now - timedelta(minutes=1)
+        assert sorted(smtp.handler.addresses()) == CONSENTING
+
+
+def test_a_run_missed_longer_ago_than_catch_up_is_skipped_and_recorded(clinic):
+    with SmtpServer() as smtp:
+        _, engine = clinic_with(clinic, smtp.port)
+        add_campaign(clinic, "yearly", "0 3 1 1 *")
+        with engine.begin() as connection:
+            connection.execute(insert(runs).values(
+                campaign="yearly", scheduled_for=datetime(2020, 1, 1, tzinfo=UTC),
+                started_at=datetime(2020, 1, 1, tzinfo=UTC), worker="gone:1", outcome="done",
+            ))  # fmt: skip
+        with RunningService(clinic.folder) as service:
+            service.wait_for("missed run skipped")
+            assert service.stop() == 0
+        latest = run_rows(engine, "yearly")[-1]
+        assert latest.outcome == "skipped" and "catch_up" in latest.detail
+        assert smtp.handler.addresses() == []
+
+
+def test_a_deferred_message_is_retried_when_due(clinic):
+    with SmtpServer() as smtp:
+        smtp.handler.script["person2@example.com"] = ["451 4.3.0 try later"]
+        _, engine = clinic_with(clinic, smtp.port)
+        config = clinic.config.read_text().replace('retry_backoff = "1m"', 'retry_backoff = "2s"')
+        clinic.config.write_text(config)
+        add_campaign(clinic, "soon", "every 1h")
+        with RunningService(clinic.folder) as service:
+            service.wait_for("run finished")
+            service.wait_for("delivered", timeout=20)
+            assert service.stop() == 0
+        assert sent_to(engine, "soon") == CONSENTING
+
+
+def test_sighup_with_a_bad_config_keeps_the_old_one(clinic):
+    with SmtpServer() as smtp:
+        clinic_with(clinic, smtp.port)
+        add_campaign(clinic, "tick", "every 2s")
+        with RunningService(clinic.folder) as service:
+            service.wait_for("run finished")
+            good = clinic.config.read_text()
+            clinic.config.write_text(good + "\n[smtp]\nport = 'x'\n")
+            service.signal(signal.SIGHUP)
+            line = service.wait_for("config not reloaded")
+            service.wait_for("run finished", count=3)  # still running on the old one
+            clinic.config.write_text(good)
+            service.signal(signal.SIGHUP)
+            service.wait_for("config reloaded")
+            assert service.stop() == 0
+        assert "config.toml" in line
+
+
+def test_three_workers_run_each_scheduled_run_once(clinic):
+    if not clinic.database_url.startswith("postgresql"):
+        pytest.skip("several workers share one PostgreSQL")
+    with SmtpServer() as smtp:
+        _, engine = clinic_with(clinic, smtp.port, people=60)
+        add_campaign(clinic, "tick", "every 2s")
+        workers = [RunningService(clinic.folder) for _ in range(3)]
+        try:
+            for worker in workers:
+                worker.wait_for("service started")
+            time.sleep(7)  # three or four ticks
+        finally:
+            codes = [worker.stop() for worker in workers]
+        assert codes == [0, 0, 0]
+        rows = run_rows(engine, "tick")
+        assert len({row.scheduled_for for row in rows}) == len(rows)
+        assert len({row.worker for row in rows}) >= 2  # they took turns
+        assert sorted(smtp.handler.addresses()) == sorted(
+            f"person{n}@example.com" for n in range(0, 60, 2)
+        )
