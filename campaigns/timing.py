@@ -183,3 +183,20 @@ def _utc(moment: datetime) -> datetime:
     if moment.utcoffset() is None:
         raise ValueError(f"expected an aware datetime, got naive {moment.isoformat()}")
     return moment.astimezone(UTC)
+
+
+def interval_slot(every: timedelta, now: datetime) -> datetime:
+    """The start of the ``every``-long slot ``now`` is in, counted from the Unix epoch.
+
+    Every worker computes the same slots, so an ``every 2h`` run has one
+    scheduled time however many workers are up.
+    """
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch + every * ((_utc(now) - epoch) // every)
+
+
+def next_run(schedule, zone: ZoneInfo, after: datetime) -> datetime:
+    """A campaign's first scheduled time strictly after ``after`` (``Schedule``: cron or every)."""
+    if schedule.every is not None:
+        return interval_slot(schedule.every, after) + schedule.every
+    return next_cron_run(schedule.cron, zone, after)

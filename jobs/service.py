@@ -144,7 +144,7 @@ class Service:
         if schedule.every is not None:
             last = previous.scheduled_for if previous else None
             if timing.interval_due_at_start(schedule.every, last, now):
-                self._plan(name, _interval_slot(schedule.every, now), now=now)
+                self._plan(name, timing.interval_slot(schedule.every, now), now=now)
             return
         result = timing.catch_up(
             schedule.cron, self.settings.clinic.timezone,
@@ -170,9 +170,7 @@ class Service:
     def _next_time(self, schedule, now: datetime) -> datetime:
         from campaigns import timing
 
-        if schedule.every is not None:
-            return _interval_slot(schedule.every, now) + schedule.every
-        return timing.next_cron_run(schedule.cron, self.settings.clinic.timezone, now)
+        return timing.next_run(schedule, self.settings.clinic.timezone, now)
 
     def _plan(self, name: str, scheduled_for: datetime, now: datetime | None = None) -> None:
         """One APScheduler job for this campaign's next time, carrying that time.
@@ -293,16 +291,6 @@ def _counts(report) -> dict[str, int]:
     return {"members": report.members, "enqueued": report.enqueued, "sent": outcomes["sent"],
             "deferred": outcomes["deferred"], "failed": outcomes["failed"],
             "held": getattr(report, "held", 0)}  # fmt: skip
-
-
-def _interval_slot(every: timedelta, now: datetime) -> datetime:
-    """The start of the ``every``-long slot ``now`` is in, counted from the Unix epoch.
-
-    Every worker computes the same slots, so an ``every 2h`` run has one
-    scheduled time however many workers are up.
-    """
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    return epoch + every * ((now - epoch) // every)
 
 
 def _worker() -> str:
