@@ -157,3 +157,56 @@ def test_already_sent_counts_sent_messages_only(clinic):
             statuses = dict(connection.execute(select(sends.c.email, sends.c.status)).all())
         assert statuses == {"person0@example.com": "deferred", "person2@example.com": "failed",
                             "person4@example.com": "sent"}  # fmt: skip
+
+
+def test_an_appointment_reminder_is_one_per_appointment_and_none_once_cancelled(clinic):
+    with SmtpServer() as smtp:
+        settings, engine = clinic_with(clinic, smtp.port, people=2)
+        config = clinic.config.read_text().replace(
+            'next_visit_within = "2d"', 'next_visit_within = "4d"'
+        )
+        clinic.config.write_text(
+            config + 'repeat_after = "3d"\n'
+        )  # appended to [campaigns.series]: harmless
+        from campaigns.config import load_settings
+
+        settings = load_settings(clinic.config)
+        visits = "id,client_id,starts_at,service,status\n"
+        visits += (
+            "b0,c000,2026-11-26T10:00,massage,booked\nthu,c000,2026-11-28T15:00,massage,booked\n"
+        )
+        visits += "b1,c001,2026-11-26T10:00,massage,booked\n"
+        clinic.write("visits.csv", visits)
+        import_file(
+            engine,
+            "visits",
+            clinic.folder / "visits.csv",
+            clinic_zone=settings.clinic.timezone,
+            now=NOW,
+        )
+        smtp.handler.script["person1@example.com"] = ["451 4.3.0 try later"]
+        first = run(engine, settings, "reminder")
+        assert first.outcomes == {"sent": 2, "deferred": 1}
+        mine = [m.message for m in smtp.handler.received if m.recipients == ["person0@example.com"]]
+        bodies = [m.get_body(("plain",)).get_content() for m in mine]
+        assert len(mine) == 2 and bodies[0] != bodies[1]  # each names its own appointment
+        assert run(engine, settings, "reminder", at=NOW + timedelta(seconds=10)).outcomes == {}
+        clinic.write(
+            "visits.csv",
+            "id,client_id,starts_at,service,status\nb1,c001,2026-11-26T10:00,massage,cancelled\n",
+        )
+        import_file(
+            engine,
+            "visits",
+            clinic.folder / "visits.csv",
+            clinic_zone=settings.clinic.timezone,
+            now=NOW,
+        )
+        retry = run(engine, settings, "reminder", at=LATER)
+        assert retry.outcomes == {"skipped": 1}
+        with engine.connect() as connection:
+            reply = connection.execute(
+                select(sends.c.last_reply).where(sends.c.key == "visit:b1")
+            ).scalar()
+        assert "cancelled" in reply
+        assert "person1@example.com" not in smtp.handler.addresses()

@@ -53,3 +53,13 @@ def visit_views_for(
     for row in connection.execute(booked.order_by(visits.c.client_id, visits.c.starts_at)):
         upcoming.setdefault(row.client_id, _view(row, zone))
     return {client_id: (last.get(client_id), upcoming.get(client_id)) for client_id in client_ids}
+
+
+def visit_views_by_id(
+    connection: Connection, visit_ids: list[str], zone: tzinfo
+) -> dict[str, VisitView]:
+    """Particular visits (the appointments reminders are for), by id, in one query."""
+    if not visit_ids:
+        return {}
+    found = connection.execute(select(visits).where(visits.c.id.in_(visit_ids)))
+    return {row.id: _view(row, zone) for row in found}

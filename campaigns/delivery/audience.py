@@ -10,7 +10,8 @@ still make one row per client and key.
 
 Keys: ``once`` without ``repeat_after``; the number of the ``repeat_after``
 period ``now`` falls in otherwise; the article's name for a series, where
-each client gets the first article of the list they have not had yet.
+each client gets the first article of the list they have not had yet;
+``visit:ID`` for an appointment reminder, one per booked visit.
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ from campaigns.delivery.quiet import Holds, no_hold
 from campaigns.delivery.suppression import allowed
 from campaigns.durations import Rate, format_duration
 from campaigns.store.tables import UNSPENT_STATUSES as UNSPENT
-from campaigns.store.tables import UTCDateTime, clients, sends
+from campaigns.store.tables import UTCDateTime, clients, sends, visits
 from campaigns.store.upsert import insert_for
 
 ONCE = "once"
+VISIT_KEY = "visit:"  # + the visit's id: an appointment reminder's key
+BOOKED = visits.alias("booked")  # the visit a reminder is for (segment rules use ``visits``)
 WAITING = ("queued", "claimed", "sending", "deferred")
 
 
@@ -76,7 +79,31 @@ class Audience:
             spent,
         )
 
+    @property
+    def per_visit(self) -> bool:
+        """Appointment reminders: one message per booked visit, keyed by the visit.
+
+        A transactional campaign over a ``next_visit_within`` segment reminds
+        a client of Monday's and of Thursday's appointment alike, once each,
+        however often it runs; ``repeat_after`` does not apply to it.
+        """
+        return not self.campaign.marketing and self.segment.next_visit_within is not None
+
+    def _source(self):
+        """The rows a run chooses from: clients, or (reminders) their upcoming bookings."""
+        if not self.per_visit:
+            return clients
+        upcoming = and_(
+            BOOKED.c.client_id == clients.c.id,
+            BOOKED.c.status == "booked",
+            BOOKED.c.starts_at >= self.now,
+            BOOKED.c.starts_at <= self.now + self.segment.next_visit_within,
+        )
+        return clients.join(BOOKED, upcoming)
+
     def key_column(self) -> ColumnElement:
+        if self.per_visit:
+            return literal(VISIT_KEY) + BOOKED.c.id
         if self.articles:  # the first article of the series this client has not had
             return case(*((not_(self._had(name)), name) for name in self.articles), else_=None)
         return literal(period_key(self.campaign, self.now))
@@ -90,7 +117,7 @@ class Audience:
         reasons.append(
             ("unsubscribed or bounced", allowed(clients.c.email, clients.c.id, marketing=marketing))
         )
-        if self.campaign.repeat_after is not None:
+        if self.campaign.repeat_after is not None and not self.per_visit:
             recent = exists().where(
                 sends.c.campaign == self.name,
                 sends.c.client_id == clients.c.id,
@@ -132,10 +159,11 @@ class Audience:
         """client_id, email, key (and ``extra``) of everyone this run sends to, in id order."""
         return (
             select(clients.c.id, clients.c.email, self.key_column().label("key"), *extra)
+            .select_from(self._source())
             .where(
                 *segment_conditions(self.segment, self.now), *(keep for _, keep in self.filters())
             )
-            .order_by(clients.c.id)
+            .order_by(clients.c.id, self.key_column())
         )
 
     def explain(self, connection: Connection) -> tuple[int, dict[str, int]]:
@@ -151,7 +179,9 @@ class Audience:
             counts.append(func.coalesce(func.sum(case((and_(*passed, not_(keep)), 1), else_=0)), 0))
             passed.append(keep)
         row = connection.execute(
-            select(*counts).select_from(clients).where(*segment_conditions(self.segment, self.now))
+            select(*counts)
+            .select_from(self._source())
+            .where(*segment_conditions(self.segment, self.now))
         ).one()
         members, *out = row
         return members, {reason: n for (reason, _), n in zip(filters, out, strict=True) if n}

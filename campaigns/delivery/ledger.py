@@ -33,6 +33,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -40,9 +41,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from campaigns.delivery.audience import VISIT_KEY
 from campaigns.delivery.suppression import barred, suppression_insert
 from campaigns.store.prepared import DriverConnection, PreparedStatement
-from campaigns.store.tables import clients, sends, workers
+from campaigns.store.tables import clients, sends, visits, workers
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
 DEAD_AFTER = timedelta(
@@ -90,11 +92,19 @@ _CONSENT_GONE = sends.c.marketing.is_(True) & not_(
     exists().where(clients.c.id == sends.c.client_id, clients.c.marketing_consent.is_(True))
 )
 _BARRED = barred(sends.c.email, sends.c.client_id, marketing=sends.c.marketing)
+# An appointment reminder whose appointment was cancelled, or has passed, since.
+_VISIT_GONE = sends.c.key.like(VISIT_KEY + "%") & not_(
+    exists().where(
+        literal_column(f"'{VISIT_KEY}'", String) + visits.c.id == sends.c.key,
+        visits.c.status == literal_column("'booked'"),
+        visits.c.starts_at >= bindparam("stamp"),
+    )
+)
 
 # Built once: a run executes these for every message.
 _START = (
     update(sends)
-    .where(sends.c.id == bindparam("row_id"), not_(_CONSENT_GONE), not_(_BARRED))
+    .where(sends.c.id == bindparam("row_id"), not_(_CONSENT_GONE), not_(_BARRED), not_(_VISIT_GONE))
     .values(status="sending", attempts=sends.c.attempts + 1, updated_at=bindparam("stamp"))
 )
 _SKIP = (
@@ -103,6 +113,7 @@ _SKIP = (
     .values(
         status="skipped",
         last_reply=case(
+            (_VISIT_GONE, "not sent: the appointment was cancelled or has passed"),
             (_CONSENT_GONE, "not sent: marketing consent was withdrawn after it was queued"),
             else_="not sent: unsubscribed, bounced or forgotten after it was queued",
         ),

@@ -19,14 +19,14 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from campaigns.clients.lookup import visit_views_for
+from campaigns.clients.lookup import visit_views_by_id, visit_views_for
 from campaigns.config import Settings
 from campaigns.content.composing import Composer, Job
 from campaigns.content.context import ClientView, client_view
 from campaigns.content.message import sender_from
 from campaigns.content.render import CampaignRenderer
 from campaigns.content.tokens import make_token, unsubscribe_url
-from campaigns.delivery.audience import Audience
+from campaigns.delivery.audience import VISIT_KEY, Audience
 from campaigns.delivery.committer import Committer
 from campaigns.delivery.ledger import HEARTBEAT_EVERY, Claimed, Ledger, Result
 from campaigns.delivery.quiet import holds_for
@@ -262,14 +262,20 @@ class CampaignRun:
     def _jobs(self, batch: list[Claimed]) -> list[Job]:
         """The data each message of a batch is rendered from, read in three queries."""
         now, ids = self.clock(), [claimed.client_id for claimed in batch]
+        zone = self.settings.clinic.timezone
+        booked = [c.key.removeprefix(VISIT_KEY) for c in batch if c.key.startswith(VISIT_KEY)]
         with self.engine.connect() as connection:
             found = connection.execute(select(clients).where(clients.c.id.in_(ids)))
             rows = {row.id: row for row in found}
-            visits = visit_views_for(
-                connection, ids, self.segment, now, self.settings.clinic.timezone
-            )
-        return [self._job(claimed, rows.get(claimed.client_id), visits[claimed.client_id], now)
-                for claimed in batch]  # fmt: skip
+            visits = visit_views_for(connection, ids, self.segment, now, zone)
+            appointments = visit_views_by_id(connection, booked, zone)
+        jobs = []
+        for claimed in batch:
+            last, upcoming = visits[claimed.client_id]
+            if claimed.key.startswith(VISIT_KEY):  # a reminder: of its own appointment
+                upcoming = appointments.get(claimed.key.removeprefix(VISIT_KEY), upcoming)
+            jobs.append(self._job(claimed, rows.get(claimed.client_id), (last, upcoming), now))
+        return jobs
 
     def _job(self, claimed: Claimed, row, visits, now: datetime) -> Job:
         if row is None:  # the client was removed since the row was queued: address only
