@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import textwrap
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import func, insert, select
 
 from campaigns.store.tables import client_tags, clients, suppressions, visits
@@ -165,3 +167,113 @@ def test_a_terminal_sees_a_progress_bar(sqlite_clinic):
     assert done.returncode == 0
     assert "3 inserted" in done.stdout
     assert b"importing clients.csv" in drawn
+
+
+# Hardening (issue 9): what a hostile but fair user found, and its siblings.
+
+VISITS_HEADER = "id,client_id,starts_at,service,status,therapist\n"
+
+
+def import_visits(clinic, body: str, *options: str):
+    clinic.rebook("import", "clients", str(clinic.write("clients.csv", CLIENTS)))
+    path = clinic.write("visits.csv", VISITS_HEADER + textwrap.dedent(body).lstrip("\n"))
+    return clinic.rebook("import", "visits", str(path), *options)
+
+
+def test_visit_times_outside_1900_to_2200_are_rejected_not_a_crash(clinic):
+    result = import_visits(
+        clinic,
+        """
+        v1,1,0001-01-01T00:00,back-pain-massage,attended,Sam
+        v2,1,9999-12-31T23:59-05:00,back-pain-massage,attended,Sam
+        v3,1,1899-12-31T23:59,back-pain-massage,attended,Sam
+        v4,1,1900-01-01T00:00,back-pain-massage,attended,Sam
+        v5,1,2200-12-31T23:59+14:00,back-pain-massage,booked,Sam
+        """,
+        "--skip-invalid",
+    )
+    assert result.code == 0 and "Traceback" not in result.err, result.err
+    for line, text in [(2, "0001-01-01T00:00"), (3, "9999-12-31T23:59-05:00"),
+                       (4, "1899-12-31T23:59")]:  # fmt: skip
+        assert f"line {line}: starts_at '{text}' is not between the years 1900 and 2200" in (
+            result.err
+        )
+    assert clinic.rows(visits, "id", "starts_at") == [
+        ("v4", datetime(1899, 12, 31, 16, 0, tzinfo=UTC)),  # Perth was UTC+8 then too
+        ("v5", datetime(2200, 12, 31, 9, 59, tzinfo=UTC)),
+    ]
+
+
+def test_a_year_out_of_range_fails_the_whole_file_with_exit_2(clinic):
+    result = import_visits(clinic, "v1,1,9999-12-31T23:59-05:00,back-pain-massage,attended,\n")
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "1 bad row(s), nothing imported" in result.err
+    assert count(clinic, visits) == 0
+
+
+@pytest.mark.parametrize("date_only", ["2026-03-14", "20260314", "2026-W11-5"])
+def test_a_visit_time_that_is_only_a_date_is_rejected(sqlite_clinic, date_only):
+    result = import_visits(sqlite_clinic, f"v1,1,{date_only},back-pain-massage,attended,Sam\n")
+    assert result.code == 2
+    assert (
+        f"line 2: starts_at '{date_only}' is a date without a time; "
+        "write it like 2026-03-14T09:30" in result.err
+    )
+    assert count(sqlite_clinic, visits) == 0
+
+
+def test_every_echoed_cell_is_escaped_and_cut_short(sqlite_clinic):
+    long = "x" * 300
+    path = sqlite_clinic.write(
+        "clients.csv",
+        f"""
+        id,email,first_name,last_name,marketing_consent,tags,timezone
+        1,{long},,,,,
+        2,a@example.com,,,maybe\u202e,,
+        3,b@example.com,,,,,Europe/{"y" * 50}
+        """,
+    )
+    result = sqlite_clinic.rebook("import", "clients", str(path))
+    assert result.code == 2
+    assert f"line 2: email '{'x' * 40}'… (300 characters) is not a valid address" in result.err
+    assert "line 3: marketing_consent 'maybe\\u202e' is not one of" in result.err
+    assert "line 4: timezone 'Europe/yyy" in result.err and "(57 characters)" in result.err
+    assert "\u202e" not in result.err
+    assert max(len(line) for line in result.err.splitlines()) < 400
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("a b", "id 'a b' contains a space or an invisible character"),
+        ("a\u00a0b", "id 'a\\xa0b' contains a space or an invisible character"),
+        ("a\u200bb", "id 'a\\u200bb' contains a space or an invisible character"),
+        ("a\tb", "id contains a line break or a control character"),
+        ("x" * 65, "id is longer than 64 characters"),
+    ],
+)
+def test_an_id_with_spaces_or_control_characters_is_a_bad_row(sqlite_clinic, cell, expected):
+    path = sqlite_clinic.write("clients.csv", f"id,email\n{cell},a@example.com\n")
+    result = sqlite_clinic.rebook("import", "clients", str(path))
+    assert result.code == 2 and f"line 2: {expected}" in result.err
+    assert count(sqlite_clinic, clients) == 0
+
+
+def test_a_visit_client_id_with_a_space_is_a_bad_row(sqlite_clinic):
+    result = import_visits(sqlite_clinic, "v1,1 ,2026-03-14T09:30,massage,attended,\nv2,1 2,"
+                           "2026-03-14T09:30,massage,attended,\n")  # fmt: skip
+    assert result.code == 2
+    assert "line 3: client_id '1 2' contains a space" in result.err
+    assert "line 2" not in result.err  # cells are trimmed: '1 ' is client 1
+
+
+@pytest.mark.parametrize(
+    "zone", ["Australia", "australia/perth", "localtime", "Factory", "../../etc/passwd",
+             "/usr/share/zoneinfo/UTC", "Australia/Perth/", "posixrules", "right/UTC"],
+)  # fmt: skip
+def test_a_weird_timezone_is_a_bad_row(sqlite_clinic, zone):
+    path = sqlite_clinic.write("clients.csv", f"id,email,timezone\n1,a@example.com,{zone}\n")
+    result = sqlite_clinic.rebook("import", "clients", str(path))
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    assert f"line 2: timezone {zone!r} is not an IANA name like 'Australia/Perth'" in result.err
+    assert count(sqlite_clinic, clients) == 0
