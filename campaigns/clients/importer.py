@@ -4,7 +4,9 @@ A file is read row by row and written in batches inside one transaction, so
 a million visits never sit in memory and a file with a bad row leaves the
 database exactly as it was (unless ``skip_invalid`` asks for the good rows).
 Rows are upserted by ``id``; a row whose values did not change is not
-written, which is how importing the same file twice changes nothing.
+written, which is how importing the same file twice changes nothing. An id
+twice in one file is a mistake (which row should win?), so the second is
+rejected.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from campaigns.store.tables import client_tags, clients, suppressions, visits
 from campaigns.store.upsert import insert_for
 
 BATCH_ROWS = 2_000  # rows per INSERT … ON CONFLICT round trip
+_UNKNOWN_CLIENT = "is not an imported client"
 Kind = Literal["clients", "visits"]
 Progress = Callable[[int, int], None]  # (bytes read, file size)
 
@@ -40,7 +43,9 @@ class ImportReport:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
-    rejected: list[BadRow] = field(default_factory=list)
+    rejected: list[BadRow] = field(default_factory=list)  # the first CsvError.SHOWN_ROWS
+    rejected_count: int = 0
+    unknown_clients: int = 0  # visits rejected because their client was not imported
     suppressed: int = 0  # rows whose address is on the suppression list; it stays there
     dry_run: bool = False
 
@@ -48,11 +53,26 @@ class ImportReport:
     def rows(self) -> int:
         return self.inserted + self.updated + self.unchanged
 
+    def reject(self, line: int, reason: str) -> None:
+        """Count a bad row; keep the first few (a million bad rows are one mistake, not a list)."""
+        self.rejected_count += 1
+        if len(self.rejected) < CsvError.SHOWN_ROWS:
+            self.rejected.append(BadRow(line, reason))
+
+    def hint(self) -> str:
+        """When most visits were refused for want of their client, the file order was wrong."""
+        if self.unknown_clients * 2 <= self.rejected_count:
+            return ""
+        return (
+            f"{self.unknown_clients} of the {self.rejected_count} bad row(s) name a client "
+            "that is not imported: import the clients file first (rebook import clients FILE)"
+        )
+
     def summary(self) -> str:
         verb = "would import" if self.dry_run else "imported"
         text = (
             f"{self.path}: {verb} {self.rows} {self.kind}: {self.inserted} inserted, "
-            f"{self.updated} updated, {self.unchanged} unchanged, {len(self.rejected)} rejected"
+            f"{self.updated} updated, {self.unchanged} unchanged, {self.rejected_count} rejected"
         )
         if self.suppressed:
             text += f" ({self.suppressed} suppressed address(es) stay suppressed)"
@@ -78,8 +98,9 @@ def import_file(
         transaction = connection.begin()
         try:
             _import_rows(connection, report, clinic_zone, now, progress)
-            if report.rejected and not skip_invalid:
-                raise CsvError(path, report.rejected)
+            if report.rejected_count and not skip_invalid:
+                raise CsvError(path, report.rejected, total=report.rejected_count,
+                               hint=report.hint())  # fmt: skip
         except BaseException:
             transaction.rollback()
             raise
@@ -119,52 +140,112 @@ def _valid_rows(
     known_clients: set[str] | None,
     progress: Progress | None,
 ) -> Iterator[dict]:
-    """Each good row as a record; each bad one appended to ``report.rejected``."""
+    """Each good row as a record; each bad one counted in ``report``.
+
+    ``first_lines`` (id → line) costs about 100 bytes per row: 100 MB at a
+    million visits, the price of naming both lines of a duplicate.
+    """
+    first_lines: dict[str, int] = {}
     for line, row in _read_csv(report.path, report.kind, progress):
         try:
             if known_clients is None:
-                yield csv_rows.parse_client(row)
-                continue
-            record = csv_rows.parse_visit(row, clinic_zone)
-            if record["client_id"] not in known_clients:
-                raise ValueError(f"client_id {record['client_id']!r} is not an imported client")
+                record = csv_rows.parse_client(row)
+            else:
+                record = csv_rows.parse_visit(row, clinic_zone)
+                if record["client_id"] not in known_clients:
+                    report.unknown_clients += 1
+                    raise ValueError(
+                        f"client_id {csv_rows.excerpt(record['client_id'])} {_UNKNOWN_CLIENT}"
+                    )
+            first = first_lines.setdefault(record["id"], line)
+            if first != line:
+                raise ValueError(
+                    f"id {csv_rows.excerpt(record['id'])} is already on line {first}; "
+                    "each id may appear once"
+                )
             yield record
         except ValueError as error:
-            report.rejected.append(BadRow(line, str(error)))
+            report.reject(line, str(error))
 
 
 def _read_csv(path: Path, kind: Kind, progress: Progress | None) -> Iterator[tuple[int, dict]]:
-    required = (
-        csv_rows.REQUIRED_CLIENT_COLUMNS if kind == "clients" else csv_rows.REQUIRED_VISIT_COLUMNS
-    )
     try:
         raw = path.open("rb")
     except OSError as error:
         raise CsvError(path, f"cannot open: {error.strerror}") from None
     size = path.stat().st_size
     with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
-        reader = csv.reader(text)
+        # strict: a quote left open would otherwise swallow the rest of the file into one cell
+        reader = csv.reader(text, strict=True)
+        end = 0  # the last line of the previous record
         try:
-            header = [name.strip().lower() for name in next(reader, [])]
-            missing = [name for name in required if name not in header]
-            if missing:
-                raise CsvError(
-                    path,
-                    f"line 1: missing column(s) {', '.join(missing)}; a {kind} file needs "
-                    f"{', '.join(required)} (found: {', '.join(header) or 'an empty file'})",
-                )
+            header = _header(path, kind, next(reader, []))
+            end = reader.line_num
             for number, values in enumerate(reader):
+                start, end = end + 1, reader.line_num  # a quoted cell may span lines
                 if values:  # blank lines are skipped; cells past the header are ignored
-                    yield reader.line_num, dict(zip(header, map(str.strip, values), strict=False))
+                    yield start, dict(zip(header, map(str.strip, values), strict=False))
                 if progress and number % 1000 == 0:
                     progress(raw.tell(), size)
         except UnicodeDecodeError as error:
-            line = reader.line_num + 1
-            raise CsvError(path, f"line {line}: not UTF-8 text ({error.reason})") from None
+            raise CsvError(path, _not_utf8(path, error)) from None
         except csv.Error as error:
-            raise CsvError(path, f"line {reader.line_num}: {error}") from None
+            raise CsvError(path, f"line {end + 1}: {error}") from None
     if progress:
         progress(size, size)
+
+
+def _header(path: Path, kind: Kind, cells: list[str]) -> list[str]:
+    """The column names, lower case; a required one missing or a column twice is fatal."""
+    required = (
+        csv_rows.REQUIRED_CLIENT_COLUMNS if kind == "clients" else csv_rows.REQUIRED_VISIT_COLUMNS
+    )
+    header = [name.strip().lower() for name in cells]
+    missing = [name for name in required if name not in header]
+    if missing:
+        found = ", ".join(csv_rows.excerpt(name) for name in header[:20]) or "an empty file"
+        raise CsvError(
+            path,
+            f"line 1: missing column(s) {', '.join(missing)}; a {kind} file needs "
+            f"{', '.join(required)} (found: {found})",
+        )
+    columns = csv_rows.CLIENT_COLUMNS if kind == "clients" else csv_rows.VISIT_COLUMNS
+    twice = sorted({name for name in header if name in columns and header.count(name) > 1})
+    if twice:
+        raise CsvError(
+            path,
+            f"line 1: column(s) {', '.join(twice)} appear more than once; "
+            "which one holds the data is unclear",
+        )
+    return header
+
+
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> str:
+    """Where the first byte that is not UTF-8 is, counted again from the file's start.
+
+    The decoder reads ahead of the CSV reader by a whole buffer, so the
+    reader's line number is wrong here; this runs only when the file is bad.
+    """
+    line = 1
+    with path.open("rb") as raw:
+        for chunk in raw:  # chunks end at b"\n"; a UTF-8 character never contains one
+            try:
+                chunk.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                line += _bare_returns(chunk[: bad.start])
+                error = bad
+                break
+            line += 1 + _bare_returns(chunk)
+    byte = error.object[error.start : error.start + 1].hex()
+    text = f"line {line}: not UTF-8 text (byte 0x{byte}: {error.reason})"
+    if line == 1 and error.object[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        text += '; it looks like UTF-16: save it as "CSV UTF-8"'
+    return text
+
+
+def _bare_returns(chunk: bytes) -> int:
+    """Line ends that are a lone CR (old Mac exports), which the CSV reader also counts."""
+    return chunk.count(b"\r") - chunk.count(b"\r\n")
 
 
 def _batches(records: Iterator[dict]) -> Iterator[list[dict]]:
