@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import textwrap
 from datetime import UTC, datetime
 
@@ -10,7 +12,7 @@ from sqlalchemy import func, insert, select
 
 from campaigns.store.tables import client_tags, clients, suppressions, visits
 
-from .conftest import run_on_terminal
+from .conftest import REBOOK, run_on_terminal
 
 CLIENTS = """
     id,email,first_name,last_name,marketing_consent,tags,timezone,notes
@@ -342,6 +344,24 @@ def test_a_few_unknown_clients_get_no_hint(sqlite_clinic):
     assert "import the clients file first" not in result.err
 
 
+def test_two_imports_at_once_report_exact_counts(clinic):
+    """Two real processes import the same file together: each says what it did."""
+    body = "".join(f"{n},person{n}@example.com,A,B,yes,tag{n % 7},\n" for n in range(20_000))
+    path = clinic.write("clients.csv", "id,email,first_name,last_name,marketing_consent,tags,"
+                        "timezone\n" + body)  # fmt: skip
+    clinic.engine().dispose()  # the schema exists before both start
+    started = [start_rebook(clinic, "import", "clients", str(path)) for _ in range(2)]
+    outputs = [process.communicate(timeout=120) for process in started]
+    assert [process.returncode for process in started] == [0, 0], outputs
+    summaries = sorted(out.strip().split(": ", 1)[1] for out, _ in outputs)
+    assert summaries == [
+        "imported 20000 clients: 0 inserted, 0 updated, 20000 unchanged, 0 rejected",
+        "imported 20000 clients: 20000 inserted, 0 updated, 0 unchanged, 0 rejected",
+    ]
+    assert count(clinic, clients) == 20_000
+    assert len(clinic.rows(client_tags, "client_id", "tag")) == 20_000
+
+
 def test_a_column_twice_in_the_header_is_refused(sqlite_clinic):
     path = sqlite_clinic.write("clients.csv", "id,Email,email ,notes,notes\n1,a@x.com,b@x.com,,\n")
     result = sqlite_clinic.rebook("import", "clients", str(path))
@@ -414,3 +434,10 @@ def test_a_weird_timezone_is_a_bad_row(sqlite_clinic, zone):
     assert result.code == 2 and "Traceback" not in result.err, result.err
     assert f"line 2: timezone {zone!r} is not an IANA name like 'Australia/Perth'" in result.err
     assert count(sqlite_clinic, clients) == 0
+
+
+def start_rebook(clinic, *args: str) -> subprocess.Popen:
+    """``rebook`` started and left running, for tests that need two at once."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("REBOOK_")}
+    return subprocess.Popen([str(REBOOK), *args], cwd=clinic.folder, env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip

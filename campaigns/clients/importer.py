@@ -7,6 +7,10 @@ Rows are upserted by ``id``; a row whose values did not change is not
 written, which is how importing the same file twice changes nothing. An id
 twice in one file is a mistake (which row should win?), so the second is
 rejected.
+
+Imports of one database run one at a time (SQLite's write lock, a
+PostgreSQL advisory lock), and the inserted/updated counts come from the
+writes themselves, so two imports started together each report what they did.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import Table, delete, func, insert, or_, select
+from sqlalchemy import Boolean, Table, delete, func, insert, literal_column, or_, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from campaigns.clients import csv_rows
@@ -29,7 +33,9 @@ from campaigns.store.tables import client_tags, clients, suppressions, visits
 from campaigns.store.upsert import insert_for
 
 BATCH_ROWS = 2_000  # rows per INSERT … ON CONFLICT round trip
+_PG_IMPORT_LOCK = 0x7265626F6F6B + 1  # one import at a time, as SQLite's write lock gives
 _UNKNOWN_CLIENT = "is not an imported client"
+_INSERTED = literal_column("xmax = 0", Boolean)  # PostgreSQL: the row is new, not updated
 Kind = Literal["clients", "visits"]
 Progress = Callable[[int, int], None]  # (bytes read, file size)
 
@@ -97,6 +103,8 @@ def import_file(
         connection = connection.execution_options(sqlite_immediate=True)
         transaction = connection.begin()
         try:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text(f"SELECT pg_advisory_xact_lock({_PG_IMPORT_LOCK})"))
             _import_rows(connection, report, clinic_zone, now, progress)
             if report.rejected_count and not skip_invalid:
                 raise CsvError(path, report.rejected, total=report.rejected_count,
@@ -119,19 +127,27 @@ def _import_rows(
     progress: Progress | None,
 ) -> None:
     table = clients if report.kind == "clients" else visits
-    before = connection.execute(select(func.count()).select_from(table)).scalar_one()
+    sqlite = connection.dialect.name == "sqlite"
+    before = _count(connection, table) if sqlite else 0
     known = _client_ids(connection) if report.kind == "visits" else None
-    changed = valid = 0
+    changed = inserted = valid = 0
     for batch in _batches(_valid_rows(report, clinic_zone, known, progress)):
         valid += len(batch)
-        changed += _upsert(connection, table, batch, now)
+        written, new = _upsert(connection, table, batch, now)
+        changed += written
+        inserted += new
         if report.kind == "clients":
             _replace_tags(connection, batch)
             report.suppressed += _count_suppressed(connection, batch)
-    after = connection.execute(select(func.count()).select_from(table)).scalar_one()
-    report.inserted = after - before
+    # SQLite's upsert cannot say which rows were new; its write lock, held since
+    # BEGIN IMMEDIATE, makes the difference of two counts exact.
+    report.inserted = _count(connection, table) - before if sqlite else inserted
     report.updated = changed - report.inserted
     report.unchanged = valid - changed
+
+
+def _count(connection: Connection, table: Table) -> int:
+    return connection.execute(select(func.count()).select_from(table)).scalar_one()
 
 
 def _valid_rows(
@@ -271,24 +287,30 @@ def _upsert_statement(connection: Connection, table: Table, columns: list[str]):
     )
 
 
-def _upsert(connection: Connection, table: Table, batch: list[dict], now: datetime) -> int:
-    """Write a batch stamped ``updated_at = now``; return how many rows were inserted or changed.
+def _upsert(
+    connection: Connection, table: Table, batch: list[dict], now: datetime
+) -> tuple[int, int]:
+    """Write a batch stamped ``updated_at = now``; return (rows written, of which inserted).
 
+    SQLite reports 0 inserted: it cannot tell, and the caller counts the table instead.
     On SQLite the records are converted in place to what the driver stores
     (the tags and addresses the caller reads afterwards are text, unchanged).
     """
     statement = _upsert_statement(connection, table, [*batch[0], "updated_at"])
     if connection.dialect.name != "sqlite":
-        # psycopg reports no rowcount for executemany; the rows returned are the written ones
+        # psycopg reports no rowcount for executemany; the rows returned are the written
+        # ones, and a row this statement inserted (rather than updated) has no xmax.
         rows = [{**record, "updated_at": now} for record in batch]
-        return len(connection.execute(statement.returning(table.c.id), rows).all())
+        written = connection.execute(statement.returning(_INSERTED), rows).scalars().all()
+        return len(written), sum(written)
     # SQLite: plain rows to the driver's executemany (see campaigns.store.prepared),
     # whose rowcount counts the rows written.
-    return (
+    written = (
         PreparedStatement(statement, connection.dialect)
         .execute(connection, batch, updated_at=now)
         .rowcount
     )
+    return written, 0
 
 
 def _replace_tags(connection: Connection, batch: list[dict]) -> None:
