@@ -441,3 +441,11 @@ def start_rebook(clinic, *args: str) -> subprocess.Popen:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("REBOOK_")}
     return subprocess.Popen([str(REBOOK), *args], cwd=clinic.folder, env=environment,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_a_wide_header_without_the_columns_lists_only_the_first_20(sqlite_clinic):
+    header = ",".join(f"column{n}" for n in range(500))
+    path = sqlite_clinic.write("clients.csv", header + "\n")
+    result = sqlite_clinic.rebook("import", "clients", str(path))
+    assert result.code == 2
+    assert "'column19', …)" in result.err and "column20" not in result.err
