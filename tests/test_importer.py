@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import textwrap
 from datetime import UTC, datetime
@@ -449,3 +450,19 @@ def test_a_wide_header_without_the_columns_lists_only_the_first_20(sqlite_clinic
     result = sqlite_clinic.rebook("import", "clients", str(path))
     assert result.code == 2
     assert "'column19', …)" in result.err and "column20" not in result.err
+
+
+@pytest.mark.timeout(100)
+def test_an_import_that_waits_too_long_for_sqlite_says_so(sqlite_clinic):
+    """Another writer holding SQLite's lock past the busy timeout: a clear error, not a traceback."""
+    path = sqlite_clinic.write("clients.csv", CLIENTS)
+    assert sqlite_clinic.rebook("import", "clients", str(path)).code == 0
+    holder = sqlite3.connect(sqlite_clinic.folder / "rebook.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = sqlite_clinic.rebook("import", "clients", str(path))
+    finally:
+        holder.rollback()
+        holder.close()
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "clients.csv: nothing imported: the database stayed locked for 30 s" in result.err

@@ -25,9 +25,11 @@ from typing import Literal
 
 from sqlalchemy import Boolean, Table, delete, func, insert, literal_column, or_, select, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from campaigns.clients import csv_rows
 from campaigns.errors import BadRow, CsvError
+from campaigns.store.database import BUSY_TIMEOUT_MS
 from campaigns.store.prepared import PreparedStatement
 from campaigns.store.tables import client_tags, clients, suppressions, visits
 from campaigns.store.upsert import insert_for
@@ -101,7 +103,7 @@ def import_file(
     report = ImportReport(kind, path, dry_run=dry_run)
     with engine.connect() as connection:
         connection = connection.execution_options(sqlite_immediate=True)
-        transaction = connection.begin()
+        transaction = _begin(connection, path)
         try:
             if connection.dialect.name == "postgresql":
                 connection.execute(text(f"SELECT pg_advisory_xact_lock({_PG_IMPORT_LOCK})"))
@@ -117,6 +119,20 @@ def import_file(
         else:
             transaction.commit()
     return report
+
+
+def _begin(connection: Connection, path: Path):
+    """The import's transaction; on SQLite it waits for the write lock, for a while only."""
+    try:
+        return connection.begin()
+    except OperationalError as error:
+        if "locked" not in str(error.orig):
+            raise
+        raise CsvError(
+            path,
+            f"nothing imported: the database stayed locked for {BUSY_TIMEOUT_MS // 1000} s "
+            "(another rebook import or send is writing to it); try again when it has finished",
+        ) from None
 
 
 def _import_rows(
