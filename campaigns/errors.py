@@ -40,20 +40,45 @@ class BadRow:
 
 
 class CsvError(UserError):
-    """An import file has rows that cannot be imported; nothing was written."""
+    """An import file has rows that cannot be imported; nothing was written.
 
-    def __init__(self, path: object, problems: list[BadRow] | str) -> None:
+    A file of a million bad rows must not print a million lines: the first
+    ``SHOWN_ROWS`` are listed and the rest counted (``total`` says how many
+    there were when ``problems`` holds only the first ones).
+    """
+
+    SHOWN_ROWS = 20
+
+    def __init__(
+        self,
+        path: object,
+        problems: list[BadRow] | str,
+        *,
+        total: int | None = None,
+        hint: str = "",
+    ) -> None:
         self.path = path
         self.problems = [] if isinstance(problems, str) else problems
         if isinstance(problems, str):
             message = f"{path}: {problems}"
         else:
-            shown = "\n".join(f"  {path}: {p}" for p in problems)
+            total = len(problems) if total is None else total
             message = (
-                f"{path}: {len(problems)} bad row(s), nothing imported "
-                f"(--skip-invalid imports the rest):\n{shown}"
+                f"{path}: {total} bad row(s), nothing imported "
+                f"(--skip-invalid imports the rest):\n{bad_rows_text(path, problems, total)}"
             )
+        if hint:
+            message += f"\n{hint}"
         super().__init__(message)
+
+
+def bad_rows_text(path: object, problems: list[BadRow], total: int) -> str:
+    """The first bad rows, one a line, and how many more there were."""
+    shown = problems[: CsvError.SHOWN_ROWS]
+    lines = [f"  {path}: {problem}" for problem in shown]
+    if total > len(shown):
+        lines.append(f"  … and {total - len(shown)} more bad row(s)")
+    return "\n".join(lines)
 
 
 class TemplateError(UserError):

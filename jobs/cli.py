@@ -149,6 +149,12 @@ def _import(app: App, kind: str, path: Path, dry_run: bool, skip_invalid: bool) 
         )  # fmt: skip
     for problem in report.rejected:
         console.warn(f"{path}: skipped {problem}")
+    if report.rejected_count > len(report.rejected):
+        console.warn(
+            f"{path}: skipped {report.rejected_count - len(report.rejected)} more bad row(s)"
+        )
+    if report.hint():
+        console.warn(report.hint())
     click.echo(report.summary())
     return EXIT_OK
 
