@@ -23,11 +23,11 @@ from .test_delivery import NOW, clinic_with, ledger, run
 LATER = NOW + timedelta(minutes=5)  # past the first retry (backoff 1m, ±20%)
 
 
-def reimport_clients(clinic, engine, settings, rows: list[str]) -> None:
+def reimport_clients(clinic, engine, settings, rows: list[str]):
     clinic.write(
         "clients.csv", "id,email,first_name,last_name,marketing_consent\n" + "\n".join(rows) + "\n"
     )
-    import_file(
+    return import_file(
         engine,
         "clients",
         clinic.folder / "clients.csv",
@@ -81,7 +81,10 @@ def test_an_unsubscribe_follows_the_client_to_a_new_address(clinic):
         run(engine, settings, "book")
         with engine.begin() as connection:
             unsubscribe_by_hand(connection, "person0@example.com", NOW)
-        reimport_clients(clinic, engine, settings, ["c000,new0@example.com,Person0,Test,yes"])
+        moved = reimport_clients(
+            clinic, engine, settings, ["c000,new0@example.com,Person0,Test,yes"]
+        )
+        assert moved.suppressed == 1  # the import says so, though the address is new
         series = run(engine, settings, "series", at=NOW + timedelta(days=1))
         assert "new0@example.com" not in smtp.handler.addresses()
         assert series.left_out["unsubscribed or bounced"] == 1

@@ -31,7 +31,13 @@ from campaigns.clients import csv_rows
 from campaigns.errors import BadRow, CsvError
 from campaigns.store.database import BUSY_TIMEOUT_MS
 from campaigns.store.prepared import PreparedStatement
-from campaigns.store.tables import client_tags, clients, suppressions, visits
+from campaigns.store.tables import (
+    client_suppressions,
+    client_tags,
+    clients,
+    suppressions,
+    visits,
+)
 from campaigns.store.upsert import insert_for
 
 BATCH_ROWS = 2_000  # rows per INSERT … ON CONFLICT round trip
@@ -344,11 +350,21 @@ def _replace_tags(connection: Connection, batch: list[dict]) -> None:
 
 
 def _count_suppressed(connection: Connection, batch: list[dict]) -> int:
-    addresses = {record["email"] for record in batch}
-    query = (
-        select(func.count()).select_from(suppressions).where(suppressions.c.address.in_(addresses))
+    """Rows of the batch whose address, or whose client (an opt-out kept by id), is suppressed."""
+    by_address = {record["email"]: record["id"] for record in batch}
+    found = set(
+        connection.execute(
+            select(suppressions.c.address).where(suppressions.c.address.in_(by_address))
+        ).scalars()
     )
-    return connection.execute(query).scalar_one()
+    ids = set(
+        connection.execute(
+            select(client_suppressions.c.client_id).where(
+                client_suppressions.c.client_id.in_(by_address.values())
+            )
+        ).scalars()
+    )
+    return sum(1 for record in batch if record["email"] in found or record["id"] in ids)
 
 
 def _client_ids(connection: Connection) -> set[str]:
