@@ -287,7 +287,7 @@ def preview(app: App, campaign: str, email: str | None, shape: str) -> int:
     return EXIT_OK
 
 
-for command in (sending.send, sending.history, sending.unsubscribe, serving.run):
+for command in (sending.send, sending.history, sending.unsubscribe, serving.run, serving.sync):
     cli.add_command(command)
 
 

@@ -68,6 +68,7 @@ class Service:
         self.scheduler.start()
         self._schedule_all(starting=True)
         pickup = asyncio.create_task(self._pickup())
+        syncing = asyncio.create_task(self._sync_loop())
         notify("READY=1")
         event(log, "service started", campaigns=len(self._scheduled()), worker=_worker())
         await self.stop.wait()
@@ -75,6 +76,7 @@ class Service:
         event(log, "stopping", running=len(self.tasks))
         self.scheduler.pause()  # no new runs; the ones going finish their messages
         pickup.cancel()
+        syncing.cancel()
         await self._finish_running()
         self.scheduler.shutdown(wait=False)
         self.engine.dispose()
@@ -284,6 +286,40 @@ class Service:
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=wait)
+
+    # -- picking up the practice software's exports -------------------------------------
+
+    async def _sync_loop(self) -> None:
+        """Import changed ``[sync]`` files every ``[sync] every``, in a thread: imports are long."""
+        from campaigns.clients.sync import sync_files
+
+        while not self.stop.is_set() and self.settings.sync is not None:
+            try:
+                results = await asyncio.to_thread(
+                    sync_files, self.engine, self.settings, self.clock()
+                )
+            except Exception:
+                log.exception("sync failed")
+                results = []
+            for result in results:
+                _log_sync(result)
+            if any(result.outcome == "imported" for result in results):
+                self.wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), self.settings.sync.every.total_seconds())
+
+
+def _log_sync(result) -> None:
+    if result.outcome == "imported":
+        report = result.report
+        event(log, "sync imported", file=str(result.path), kind=result.kind,
+              inserted=report.inserted, updated=report.updated, unchanged=report.unchanged,
+              rejected=report.rejected_count)  # fmt: skip
+    elif result.outcome == "rejected":
+        event(log, "sync rejected: the data stay as they were", level=logging.ERROR,
+              file=str(result.path), reason=result.detail)  # fmt: skip
+    elif result.outcome == "missing":
+        event(log, "sync file missing", level=logging.WARNING, reason=result.detail)
 
 
 def _counts(report) -> dict[str, int]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from jobs.app import App, pass_app
+from campaigns.errors import UserError
+from jobs import console
+from jobs.app import EXIT_OK, EXIT_USAGE, App, pass_app
 
 
 @click.command()
@@ -37,3 +39,32 @@ def run(app: App, log_format: str) -> int:
         return await service.serve()
 
     return asyncio.run(serve())
+
+
+@click.command()
+@click.option("--full", is_flag=True, help="Import every file, even one unchanged since last time.")
+@pass_app
+def sync(app: App, full: bool) -> int:
+    """Import the [sync] export files now, those that changed since the last import.
+
+    The service does this every [sync] every. Exit 2 when a file is missing
+    or has a bad row (nothing of that file is imported).
+
+    \b
+    Example:
+      rebook sync
+    """
+    from campaigns.clients.sync import sync_files
+
+    if app.settings.sync is None:
+        raise UserError(f"{app.config_path}: there is no [sync] section to import from")
+    results = sync_files(app.engine, app.settings, app.now(), full=full)
+    for result in results:
+        if result.outcome == "unchanged":
+            click.echo(f"{result.path}: unchanged since the last import")
+        elif result.outcome == "imported":
+            click.echo(result.detail)
+        else:
+            console.error(result.detail)
+    bad = any(result.outcome in ("rejected", "missing") for result in results)
+    return EXIT_USAGE if bad else EXIT_OK

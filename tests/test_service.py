@@ -171,3 +171,33 @@ def test_three_workers_run_each_scheduled_run_once(clinic):
         assert sorted(smtp.handler.addresses()) == sorted(
             f"person{n}@example.com" for n in range(0, 60, 2)
         )
+
+
+def test_a_changed_sync_file_is_imported_and_a_broken_one_leaves_the_data(clinic):
+    with SmtpServer() as smtp:
+        _, engine = clinic_with(clinic, smtp.port)
+        clinic.config.write_text(
+            clinic.config.read_text() + '\n[sync]\nclients = "exports/clients.csv"\nevery = "1s"\n'
+        )
+        header = "id,email,first_name,last_name,marketing_consent\n"
+        clinic.write("exports/clients.csv", header + "c900,new@example.com,New,Client,yes\n")
+        with RunningService(clinic.folder) as service:
+            line = service.wait_for("sync imported")
+            assert "inserted=1" in line
+            clinic.write("exports/clients.csv", header + "c900,not-an-address,New,Client,yes\n")
+            rejected = service.wait_for("sync rejected")
+            assert "line 2" in rejected and "not-an-address" in rejected
+            time.sleep(2.5)  # a rejected file is reported once, not at every tick
+            assert service.log().count("sync rejected") == 1
+            assert service.stop() == 0
+        from campaigns.store.tables import clients
+
+        with engine.connect() as connection:
+            email = connection.execute(
+                select(clients.c.email).where(clients.c.id == "c900")
+            ).scalar()
+        assert email == "new@example.com"
+        again = clinic.rebook("sync")
+        assert again.code == 0 and "unchanged since the last import" in again.out
+        full = clinic.rebook("sync", "--full")
+        assert full.code == 2 and "not-an-address" in full.err

@@ -1,0 +1,91 @@
+"""Picking up the practice software's exports on their own: ``[sync]`` files.
+
+Each file named in ``[sync]`` is imported, exactly as ``rebook import`` does
+(same validation, one transaction, all or nothing), when its content has
+changed since the last import, clients before visits (visits name their
+clients). A fingerprint (SHA-256) of what was last read is kept in the
+database, so a restart does not import an unchanged file again and every
+worker agrees. A bad export is reported once and left alone until it
+changes: the data stay as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from campaigns.clients.importer import ImportReport, import_file
+from campaigns.config import Settings
+from campaigns.errors import CsvError
+from campaigns.store.tables import app_state
+from campaigns.store.upsert import insert_for
+
+KINDS = ("clients", "visits")  # in this order: a visit needs its client
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    kind: str
+    path: Path
+    outcome: str  # imported, unchanged, rejected, missing
+    detail: str = ""
+    report: ImportReport | None = None
+
+
+def sync_files(engine: Engine, settings: Settings, now: datetime, *, full: bool = False) -> list:
+    """Import each changed ``[sync]`` file once; ``full`` imports unchanged ones too."""
+    if settings.sync is None:
+        return []
+    results = []
+    for kind in KINDS:
+        path = getattr(settings.sync, kind)
+        if path is not None:
+            results.append(_sync_one(engine, settings, kind, path, now, full))
+    return results
+
+
+def _sync_one(engine, settings, kind: str, path: Path, now: datetime, full: bool) -> SyncResult:
+    try:
+        digest = _fingerprint(path)
+    except OSError as error:
+        return SyncResult(kind, path, "missing", f"cannot read {path}: {error.strerror}")
+    if not full and _stored(engine, kind) in (digest, f"rejected:{digest}"):
+        return SyncResult(kind, path, "unchanged")
+    try:
+        report = import_file(engine, kind, path, clinic_zone=settings.clinic.timezone, now=now)
+    except CsvError as error:
+        _store(engine, kind, f"rejected:{digest}", now)
+        return SyncResult(kind, path, "rejected", str(error))
+    _store(engine, kind, digest, now)
+    return SyncResult(kind, path, "imported", report.summary(), report)
+
+
+def _fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stored(engine: Engine, kind: str) -> str | None:
+    query = select(app_state.c.value).where(app_state.c.name == f"sync:{kind}")
+    with engine.connect() as connection:
+        return connection.execute(query).scalar()
+
+
+def _store(engine: Engine, kind: str, value: str, now: datetime) -> None:
+    statement = insert_for(engine.dialect.name, app_state).values(
+        name=f"sync:{kind}", value=value, created_at=now
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["name"], set_={"value": value, "created_at": now}
+    )
+    writing = engine.connect().execution_options(sqlite_immediate=True)
+    with writing as connection, connection.begin():
+        connection.execute(statement)
