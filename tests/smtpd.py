@@ -14,6 +14,7 @@ import email
 import email.policy
 import socket
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ class Received:
     sender: str
     recipients: list[str]
     data: bytes
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def message(self):

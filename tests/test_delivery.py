@@ -322,3 +322,22 @@ def test_ignoring_quiet_hours_sends_now(clinic, smtp):
     report = run(engine, quiet, "book", at=evening, ignore_quiet_hours=True)
     assert report.outcomes == {"sent": 3} and report.held == 0
     assert run(engine, quiet, "series", at=NOW).quiet_hours is None  # 10:00 in Perth
+
+
+def test_the_rate_limit_is_shared_with_the_other_workers_delivering(clinic, smtp):
+    import time
+
+    from campaigns.store.tables import workers
+
+    settings, engine = clinic_with(clinic, smtp.port, people=80)  # 40 messages
+    limited = settings.model_copy(
+        update={"smtp": settings.smtp.model_copy(update={"rate_limit": Rate.parse("20/s")})}
+    )
+    with engine.begin() as connection:  # a worker on another machine, delivering too
+        connection.execute(workers.insert().values(
+            id="elsewhere", host="other-host", pid=1, started_at=NOW, heartbeat_at=NOW,
+        ))  # fmt: skip
+    started = time.monotonic()
+    assert run(engine, limited, "book").outcomes == {"sent": 40}
+    # Its half of 20/s: 10 at once, then 10/s, about 3 s; the whole rate would take 1 s.
+    assert time.monotonic() - started >= 2.5

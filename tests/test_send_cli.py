@@ -182,3 +182,16 @@ def test_send_holds_marketing_for_quiet_hours_unless_told(sqlite_clinic):
     assert f"held 3 for quiet hours ({window}) until {until}" in held.out
     other = sqlite_clinic.rebook("send", "series", "--ignore-quiet-hours")
     assert "it went because you asked" in other.out and "sent 3" in other.out
+
+
+def test_token_bucket_takes_its_share_of_the_total():
+    async def take(bucket: TokenBucket, count: int) -> float:
+        started = time.monotonic()
+        await asyncio.gather(*(bucket.acquire() for _ in range(count)))
+        return time.monotonic() - started
+
+    bucket = TokenBucket(Rate.parse("40/s"))
+    bucket.share(0.5)  # another worker takes the other half
+    assert asyncio.run(take(bucket, 40)) >= 0.9  # 20 at once, then 20/s
+    bucket.share(1.0)
+    assert bucket.per_second == 40

@@ -168,6 +168,16 @@ class Ledger:
                 update(workers).where(workers.c.id == self.worker).values(heartbeat_at=now)
             )
 
+    def live_workers(self, now: datetime) -> int:
+        """Workers delivering now, anywhere (this one included): they share the rate."""
+        query = (
+            select(func.count())
+            .select_from(workers)
+            .where(workers.c.heartbeat_at >= now - DEAD_AFTER)
+        )
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar_one()
+
     def retire(self) -> None:
         """Leave: rows claimed but not started go back to the queue."""
         self.close()

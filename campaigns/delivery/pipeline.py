@@ -35,6 +35,7 @@ from campaigns.store.secrets import web_secret
 from campaigns.store.tables import clients
 
 CLAIM_BATCH = 200  # rows claimed and rendered at a time
+RATE_SHARE_EVERY = 1.0  # seconds between counts of the workers sharing rate_limit
 Clock = Callable[[], datetime]
 Progress = Callable[[int, int], None]  # (messages done, messages to do)
 
@@ -151,6 +152,7 @@ class CampaignRun:
 
     async def _deliver(self, transport: Transport, composer, progress: Progress | None) -> None:
         self.ledger.register(self.clock())
+        self._share_rate(transport)
         committer = Committer(self.ledger, self.clock)
         held: dict[int, Claimed] = {}  # claimed, not yet started: released if the run stops
         try:
@@ -185,7 +187,10 @@ class CampaignRun:
         producer = asyncio.create_task(
             self._produce(queue, composer, committer, held, transport.slots)
         )
-        helpers = [asyncio.create_task(self._heartbeat())]
+        helpers = [
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._rate(transport)),
+        ]
         if self.stop is not None:
             helpers.append(asyncio.create_task(self._stop_when_asked(producer, queue)))
         try:
@@ -239,6 +244,18 @@ class CampaignRun:
         while True:
             await asyncio.sleep(HEARTBEAT_EVERY.total_seconds())
             self.ledger.heartbeat(self.clock())
+
+    async def _rate(self, transport: Transport) -> None:
+        """Workers come and go: look again every ``RATE_SHARE_EVERY`` seconds."""
+        if self.settings.smtp.rate_limit is None:
+            return
+        while True:
+            await asyncio.sleep(RATE_SHARE_EVERY)
+            self._share_rate(transport)
+
+    def _share_rate(self, transport: Transport) -> None:
+        """``rate_limit`` is the clinic's total: an equal share for each worker delivering."""
+        transport.share(1 / max(1, self.ledger.live_workers(self.clock())))
 
     def _result(self, claimed: Claimed, outcome: Outcome) -> Result:
         attempts = claimed.attempts + 1

@@ -1,4 +1,8 @@
-"""A token bucket shared by every SMTP connection: the provider's rate, not per connection."""
+"""A token bucket shared by every SMTP connection: the provider's rate, not per connection.
+
+The rate is the clinic's total. When several workers deliver at once (other
+processes, other machines), each takes its share: ``share(1 / workers)``.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,20 @@ class TokenBucket:
     """``acquire()`` returns when one more message may go; bursts up to one second's worth."""
 
     def __init__(self, rate: Rate, clock=time.monotonic) -> None:
-        self.per_second = rate.per_second
+        self.total = rate.per_second
+        self.per_second = self.total
         self.capacity = max(1.0, self.per_second)
         self._tokens = self.capacity
         self._clock = clock
         self._updated = clock()
         self._lock = asyncio.Lock()
+
+    def share(self, fraction: float) -> None:
+        """Run at ``fraction`` of the total rate from now on (bursts shrink alike)."""
+        self._refill()
+        self.per_second = self.total * fraction
+        self.capacity = max(1.0, self.per_second)
+        self._tokens = min(self._tokens, self.capacity)
 
     def _refill(self) -> None:
         now = self._clock()

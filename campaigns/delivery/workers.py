@@ -25,7 +25,6 @@ from concurrent.futures import ProcessPoolExecutor
 from campaigns.config import Settings
 from campaigns.delivery.pipeline import CampaignRun, Progress, RunReport, utc_now
 from campaigns.delivery.transports import TransportUnavailable, make_transport
-from campaigns.durations import Rate
 
 PARALLEL_FROM = 2_000  # messages: below this, one process is enough
 PROGRESS_EVERY = 0.5  # seconds between progress polls of the ledger
@@ -41,13 +40,14 @@ def worker_count(settings: Settings, waiting: int, asked: int | None) -> int:
 
 
 def share_settings(settings: Settings, connections: int) -> Settings:
-    """The settings of a worker that has ``connections`` of the run's connections."""
-    smtp = settings.smtp
-    update: dict = {"connections": connections}
-    if smtp.rate_limit is not None:
-        share = smtp.rate_limit.count * connections / smtp.connections
-        update["rate_limit"] = Rate(max(1, round(share)), smtp.rate_limit.per)
-    return settings.model_copy(update={"smtp": smtp.model_copy(update=update)})
+    """The settings of a worker that has ``connections`` of the run's connections.
+
+    The rate limit stays the clinic's total: each worker, helpers included,
+    takes its share of it from the number of workers delivering (the ledger's
+    ``workers`` table), wherever they run.
+    """
+    update = {"connections": connections}
+    return settings.model_copy(update={"smtp": settings.smtp.model_copy(update=update)})
 
 
 def _shares(connections: int, count: int) -> list[int]:

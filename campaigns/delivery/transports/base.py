@@ -39,6 +39,9 @@ class Transport(Protocol):
     async def open(self) -> None:
         """Get ready; raise TransportUnavailable if nothing can be sent at all."""
 
+    def share(self, fraction: float) -> None:
+        """Send at ``fraction`` of the configured rate: other workers send too."""
+
     async def send(self, message: Outgoing, slot: int) -> Outcome: ...
 
     async def close(self) -> None: ...

@@ -23,6 +23,9 @@ class MaildirTransport:
         except OSError as error:
             raise TransportUnavailable(f"mail.maildir: cannot use {self.folder}: {error}") from None
 
+    def share(self, fraction: float) -> None:
+        """No rate to share: a folder takes what it is given."""
+
     async def send(self, message: Outgoing, slot: int) -> Outcome:
         assert self._box is not None, "open() first"
         try:

@@ -88,6 +88,10 @@ class SmtpTransport:
                 f"smtp: cannot reach {self.config.host}:{self.config.port}: {failures[0]}"
             )
 
+    def share(self, fraction: float) -> None:
+        if self._bucket is not None:
+            self._bucket.share(fraction)
+
     async def send(self, message: Outgoing, slot: int) -> Outcome:
         client = self._clients[slot]
         if self._bucket is not None:
