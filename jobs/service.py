@@ -201,8 +201,9 @@ class Service:
         campaign = self._scheduled().get(name)
         if campaign is None or self.stop.is_set():
             return
-        if scheduled_for > self.clock():
-            return  # a time planned ahead: not yet (the scheduler fired early)
+        if scheduled_for > self.clock():  # fired before its time: keep it planned
+            self._plan(name, scheduled_for)
+            return
         self._plan(name, self._next_time(campaign.schedule, scheduled_for))
         await self._track(self._run(name, scheduled_for), name)
 
@@ -326,7 +327,8 @@ def _counts(report) -> dict[str, int]:
     outcomes = report.outcomes
     return {"members": report.members, "enqueued": report.enqueued, "sent": outcomes["sent"],
             "deferred": outcomes["deferred"], "failed": outcomes["failed"],
-            "held": getattr(report, "held", 0)}  # fmt: skip
+            "bounced": report.bounced, "skipped": outcomes["skipped"], "error": outcomes["error"],
+            "held": report.held}  # fmt: skip
 
 
 def _worker() -> str:

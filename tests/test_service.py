@@ -201,3 +201,9 @@ def test_a_changed_sync_file_is_imported_and_a_broken_one_leaves_the_data(clinic
         assert again.code == 0 and "unchanged since the last import" in again.out
         full = clinic.rebook("sync", "--full")
         assert full.code == 2 and "not-an-address" in full.err
+
+
+def test_a_bad_config_stops_the_service_before_it_starts(sqlite_clinic):
+    sqlite_clinic.write_config("\n[smtp]\nport = 'x'\n")
+    result = sqlite_clinic.rebook("run")
+    assert result.code == 2 and "smtp.port" in result.err and "Traceback" not in result.err

@@ -74,11 +74,12 @@ def _insert(engine, campaign, scheduled_for, now, outcome, detail) -> int | None
 
 def finish_run(engine: Engine, run_id: int, now: datetime, outcome: str, detail: str = "",
                **counts: int) -> None:  # fmt: skip
-    """Close a run with its outcome and counts (members, enqueued, sent, deferred, failed, held)."""
+    """Close a run with its outcome and the counts the table keeps (others are ignored)."""
+    kept = {name: number for name, number in counts.items() if name in runs.c}
     statement = (
         update(runs)
         .where(runs.c.id == run_id)
-        .values(finished_at=now, outcome=outcome, detail=detail[:2000], **counts)
+        .values(finished_at=now, outcome=outcome, detail=detail[:2000], **kept)
     )
     writing = engine.connect().execution_options(sqlite_immediate=True)
     with writing as connection, connection.begin():
