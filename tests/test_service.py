@@ -207,3 +207,19 @@ def test_a_bad_config_stops_the_service_before_it_starts(sqlite_clinic):
     sqlite_clinic.write_config("\n[smtp]\nport = 'x'\n")
     result = sqlite_clinic.rebook("run")
     assert result.code == 2 and "smtp.port" in result.err and "Traceback" not in result.err
+
+
+def test_json_log_lines_for_journald(clinic):
+    import json
+
+    with SmtpServer() as smtp:
+        clinic_with(clinic, smtp.port)
+        add_campaign(clinic, "tick", "every 1h")
+        with RunningService(clinic.folder, "--log-format", "json") as service:
+            service.wait_for('"run finished"')
+            assert service.stop() == 0
+    entries = [json.loads(line) for line in service.lines]
+    finished = next(entry for entry in entries if entry["event"] == "run finished")
+    assert finished["campaign"] == "tick" and finished["sent"] == 3 and finished["level"] == "info"
+    assert {"service started", "stopping", "stopped"} <= {entry["event"] for entry in entries}
+    assert not any("password" in line.lower() for line in service.lines)
