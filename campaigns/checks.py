@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from campaigns.clients.segments import count_members
 from campaigns.config import Settings
-from campaigns.config_report import environment
+from campaigns.config.report import environment
 from campaigns.store.tables import client_tags, visits
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from campaigns.config import load_settings
-from campaigns.config_report import mask_secrets
+from campaigns.config.report import mask_secrets
 from campaigns.errors import ConfigError
 from campaigns.resources import example_config
 

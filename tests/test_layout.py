@@ -13,6 +13,9 @@ ROOT = Path(__file__).parent.parent
 # each package, and the rebook packages it must never import
 FORBIDDEN = {
     "campaigns": {"jobs"},
+    "campaigns.config": {
+        "campaigns.store", "campaigns.clients", "campaigns.content", "campaigns.delivery",
+    },
     "campaigns.store": {
         "campaigns.clients", "campaigns.content", "campaigns.delivery", "campaigns.preview",
     },

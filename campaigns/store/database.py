@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from campaigns.config import Database
-from campaigns.config_report import mask_secrets
+from campaigns.config.report import mask_secrets
 from campaigns.errors import ConfigError
 
 # The newest migration under campaigns/store/migrations/versions. When the database

@@ -1,0 +1,165 @@
+"""The configuration: one validated object built from config.toml and REBOOK_ variables.
+
+This package is the only place that reads the config file and the
+environment (``report`` looks at the environment only to name the variable
+behind a mistake). ``values`` holds the value types, ``sections`` the
+models of each table, this module the whole and its loading. Every model
+forbids unknown keys, so a typo such as ``max_atempts`` is an error that
+names ``smtp.max_atempts`` instead of a setting silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from campaigns.config.report import (
+    ENV_PREFIX,
+    Problem,
+    Sources,
+    environment,
+    problems_of,
+)
+from campaigns.config.sections import (
+    Campaign,
+    Clinic,
+    Database,
+    Mail,
+    Policy,
+    Segment,
+    ServiceSection,
+    Smtp,
+    Sync,
+    Web,
+)
+from campaigns.config.values import Name
+from campaigns.errors import ConfigError
+
+__all__ = [
+    "Campaign", "Clinic", "Database", "Mail", "Policy", "Segment", "ServiceSection", "Settings",
+    "Smtp", "Sync", "Web", "load_settings", "read_toml", "resolve_paths",
+]  # fmt: skip
+
+
+class Settings(BaseSettings):
+    """All of config.toml, with REBOOK_SECTION__KEY environment variables winning."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    templates: Path = Path("templates")
+    clinic: Clinic
+    database: Database = Database()
+    mail: Mail
+    smtp: Smtp = Smtp()
+    web: Web = Web()
+    policy: Policy = Policy()
+    service: ServiceSection = ServiceSection()
+    sync: Sync | None = None
+    segments: dict[Name, Segment] = {}
+    campaigns: dict[Name, Campaign] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)  # the first wins: environment over file
+
+
+def load_settings(path: Path) -> Settings:
+    """Read, validate and resolve the config at ``path``; raise ConfigError for any mistake."""
+    data = read_toml(path)
+    sources = Sources(path, environment())
+    try:
+        settings = Settings(**data)
+    except ValidationError as error:
+        raise ConfigError(sources.report(problems_of(error, sources))) from None
+    except SettingsError as error:  # a REBOOK_ variable that should hold JSON does not
+        raise ConfigError(sources.undecodable(error)) from None
+    _check_references(sources, settings)
+    return resolve_paths(settings, path.resolve().parent)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such config file (create one with 'rebook init DIR', "
+            "or pass --config PATH or set REBOOK_CONFIG)"
+        ) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read: {error}") from None
+
+
+def _check_references(sources: Sources, settings: Settings) -> None:
+    problems = [
+        Problem(
+            ("campaigns", name, "segment"),
+            f"no segment named {campaign.segment!r} "
+            f"(defined: {', '.join(sorted(settings.segments)) or 'none'})",
+        )
+        for name, campaign in settings.campaigns.items()
+        if campaign.segment not in settings.segments
+    ]
+    if problems:
+        raise ConfigError(sources.report(problems))
+
+
+def resolve_paths(settings: Settings, base: Path) -> Settings:
+    """Make every relative path relative to the config file's folder, not the working directory."""
+
+    def resolved(value: Path) -> Path:
+        return value if value.is_absolute() else base / value
+
+    mail = settings.mail.model_copy(update={"maildir": resolved(settings.mail.maildir)})
+    database = settings.database.model_copy(
+        update={"url": _resolve_sqlite(settings.database.url, base)}
+    )
+    update: dict[str, Any] = {
+        "templates": resolved(settings.templates),
+        "mail": mail,
+        "database": database,
+    }
+    if settings.sync is not None:
+        update["sync"] = settings.sync.model_copy(
+            update={
+                key: resolved(getattr(settings.sync, key))
+                for key in ("clients", "visits")
+                if getattr(settings.sync, key) is not None
+            }
+        )
+    return settings.model_copy(update=update)
+
+
+_SQLITE_FILE = re.compile(r"^(sqlite(?:\+\w+)?:///)([^/?][^?]*)(\?.*)?$")
+
+
+def _resolve_sqlite(url: str, base: Path) -> str:
+    match = _SQLITE_FILE.match(url)
+    if not match or match[2] == ":memory:":
+        return url
+    return f"{match[1]}{base / match[2]}{match[3] or ''}"
