@@ -267,15 +267,14 @@ def test_the_marketing_cap_counts_every_marketing_campaign(clinic, smtp):
     assert later.outcomes == {"sent": 3}
 
 
+def with_quiet_hours(settings, window: str):
+    policy = settings.policy.model_copy(update={"quiet_hours": DailyWindow.parse(window)})
+    return settings.model_copy(update={"policy": policy})
+
+
 def test_marketing_inside_quiet_hours_is_held_until_they_end(clinic, smtp):
     settings, engine = clinic_with(clinic, smtp.port)
-    quiet = settings.model_copy(
-        update={
-            "policy": settings.policy.model_copy(
-                update={"quiet_hours": DailyWindow.parse("20:00-08:00")}
-            )
-        }
-    )
+    quiet = with_quiet_hours(settings, "20:00-08:00")
     evening = datetime(2026, 11, 25, 13, 30, tzinfo=UTC)  # 21:30 in Perth
     held = run(engine, quiet, "book", at=evening)
     assert held.quiet_hours == "20:00-08:00" and held.outcomes == {}
@@ -296,13 +295,7 @@ def test_quiet_hours_are_read_on_the_clients_own_clock(clinic, smtp):
         connection.execute(
             clients.update().where(clients.c.id == "c000").values(timezone="Europe/London")
         )
-    quiet = settings.model_copy(
-        update={
-            "policy": settings.policy.model_copy(
-                update={"quiet_hours": DailyWindow.parse("20:00-08:00")}
-            )
-        }
-    )
+    quiet = with_quiet_hours(settings, "20:00-08:00")
     evening = datetime(2026, 11, 25, 13, 30, tzinfo=UTC)  # 21:30 in Perth, 13:30 in London
     report = run(engine, quiet, "book", at=evening)
     assert report.outcomes == {"sent": 1} and report.held == 2
@@ -311,13 +304,7 @@ def test_quiet_hours_are_read_on_the_clients_own_clock(clinic, smtp):
 
 def test_ignoring_quiet_hours_sends_now(clinic, smtp):
     settings, engine = clinic_with(clinic, smtp.port)
-    quiet = settings.model_copy(
-        update={
-            "policy": settings.policy.model_copy(
-                update={"quiet_hours": DailyWindow.parse("20:00-08:00")}
-            )
-        }
-    )
+    quiet = with_quiet_hours(settings, "20:00-08:00")
     evening = datetime(2026, 11, 25, 13, 30, tzinfo=UTC)
     report = run(engine, quiet, "book", at=evening, ignore_quiet_hours=True)
     assert report.outcomes == {"sent": 3} and report.held == 0

@@ -36,6 +36,11 @@ def reimport_clients(clinic, engine, settings, rows: list[str]):
     )
 
 
+def import_visits(clinic, engine, settings):
+    path = clinic.folder / "visits.csv"
+    return import_file(engine, "visits", path, clinic_zone=settings.clinic.timezone, now=NOW)
+
+
 def test_a_retry_is_not_sent_after_the_client_unsubscribed(clinic):
     with SmtpServer() as smtp:
         settings, engine = clinic_with(clinic, smtp.port)
@@ -180,13 +185,7 @@ def test_an_appointment_reminder_is_one_per_appointment_and_none_once_cancelled(
         )
         visits += "b1,c001,2026-11-26T10:00,massage,booked\n"
         clinic.write("visits.csv", visits)
-        import_file(
-            engine,
-            "visits",
-            clinic.folder / "visits.csv",
-            clinic_zone=settings.clinic.timezone,
-            now=NOW,
-        )
+        import_visits(clinic, engine, settings)
         smtp.handler.script["person1@example.com"] = ["451 4.3.0 try later"]
         first = run(engine, settings, "reminder")
         assert first.outcomes == {"sent": 2, "deferred": 1}
@@ -198,13 +197,7 @@ def test_an_appointment_reminder_is_one_per_appointment_and_none_once_cancelled(
             "visits.csv",
             "id,client_id,starts_at,service,status\nb1,c001,2026-11-26T10:00,massage,cancelled\n",
         )
-        import_file(
-            engine,
-            "visits",
-            clinic.folder / "visits.csv",
-            clinic_zone=settings.clinic.timezone,
-            now=NOW,
-        )
+        import_visits(clinic, engine, settings)
         retry = run(engine, settings, "reminder", at=LATER)
         assert retry.outcomes == {"skipped": 1}
         with engine.connect() as connection:
