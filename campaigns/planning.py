@@ -47,11 +47,6 @@ def upcoming(campaign: Campaign, zone: ZoneInfo, after: datetime, count: int) ->
     return times
 
 
-def iso(moment: datetime | None, zone: ZoneInfo) -> str | None:
-    """ISO 8601 with the clinic's offset: the clock the owner reads, and still one instant."""
-    return moment.astimezone(zone).isoformat(timespec="seconds") if moment else None
-
-
 # -- status -----------------------------------------------------------------------------
 
 
@@ -66,21 +61,6 @@ class CampaignStatus:
     last_sent: datetime | None  # also by hand, which leaves no run behind
     counts: dict[str, int]
 
-    def as_json(self, zone: ZoneInfo) -> dict:
-        last = self.last_run
-        return {
-            "name": self.name, "kind": self.kind, "state": self.state,
-            "schedule": self.schedule, "next_run": iso(self.next_run, zone),
-            "last_run": None if last is None else {
-                "scheduled_for": iso(last.scheduled_for, zone),
-                "started_at": iso(last.started_at, zone),
-                "finished_at": iso(last.finished_at, zone),
-                "outcome": last.outcome, "detail": last.detail, "sent": last.sent,
-                "deferred": last.deferred, "failed": last.failed, "held": last.held,
-            },
-            "last_sent_at": iso(self.last_sent, zone), "counts": self.counts,
-        }  # fmt: skip
-
 
 @dataclass(frozen=True)
 class Status:
@@ -88,18 +68,6 @@ class Status:
     campaigns: list[CampaignStatus]
     suppressed: dict[str, int]  # addresses by reason
     suppressed_clients: int  # client ids (an unsubscribe follows the client to a new address)
-
-    def as_json(self, zone: ZoneInfo) -> dict:
-        return {
-            "now": iso(self.now, zone),
-            "timezone": str(zone),
-            "campaigns": [campaign.as_json(zone) for campaign in self.campaigns],
-            "suppressed": {
-                "addresses": sum(self.suppressed.values()),
-                "clients": self.suppressed_clients,
-                "addresses_by_reason": self.suppressed,
-            },
-        }
 
 
 def status(connection: Connection, settings: Settings, now: datetime) -> Status:
@@ -116,15 +84,17 @@ def status(connection: Connection, settings: Settings, now: datetime) -> Status:
         )
         for name, campaign in settings.campaigns.items()
     ]  # fmt: skip
-    by_reason = dict(
-        connection.execute(
-            select(suppressions.c.reason, func.count()).group_by(suppressions.c.reason)
-        )
-        .tuples()
-        .all()
-    )
-    clients = connection.execute(select(func.count()).select_from(client_suppressions)).scalar()
-    return Status(now, rows, dict(sorted(by_reason.items())), clients)
+    return Status(now, rows, *suppression_counts(connection))
+
+
+def suppression_counts(connection: Connection) -> tuple[dict[str, int], int]:
+    """Suppressed addresses by reason, and suppressed client ids."""
+    reason = suppressions.c.reason
+    query = select(reason, func.count()).group_by(reason).order_by(reason)
+    by_reason = {row[0]: row[1] for row in connection.execute(query)}
+    return by_reason, connection.execute(
+        select(func.count()).select_from(client_suppressions)
+    ).scalar()
 
 
 def ledger_counts(
@@ -183,21 +153,6 @@ class CampaignPlan:
     runs: list[PlannedRun]
     reach: Reach | None = None  # None: disabled, or only the schedule was asked for
     problem: str | None = None  # why a run would fail before sending anything
-
-    def as_json(self, zone: ZoneInfo) -> dict:
-        reach = self.reach
-        return {
-            "name": self.name, "kind": self.kind, "state": self.state, "schedule": self.schedule,
-            "next_run": iso(self.runs[0].at, zone) if self.runs else None,
-            "runs": [{"at": iso(run.at, zone), "held_until": iso(run.held_until, zone)}
-                     for run in self.runs],
-            "reach": None if reach is None else {
-                "members": reach.members, "left_out": reach.left_out, "count": reach.count,
-                "held": reach.held, "held_until": iso(reach.held_until, zone),
-                "sample": [{"email": email, "key": key} for email, key in reach.sample],
-            },
-            "problem": self.problem,
-        }  # fmt: skip
 
 
 def plan(
