@@ -34,7 +34,10 @@ def state_of(campaign: Campaign) -> str:
 
 
 def upcoming(campaign: Campaign, zone: ZoneInfo, after: datetime, count: int) -> list[datetime]:
-    """The campaign's next ``count`` scheduled times strictly after ``after`` (none by hand)."""
+    """The campaign's next ``count`` scheduled times strictly after ``after`` (none by hand).
+
+    Raises ``ValueError`` for a cron line that matches no date (``0 9 30 2 *``).
+    """
     schedule = campaign.schedule
     if state_of(campaign) != SCHEDULED:
         return []
@@ -45,6 +48,16 @@ def upcoming(campaign: Campaign, zone: ZoneInfo, after: datetime, count: int) ->
         after = timing.next_run(schedule, zone, after)
         times.append(after)
     return times
+
+
+def scheduled_times(
+    name: str, campaign: Campaign, zone: ZoneInfo, after: datetime, count: int
+) -> tuple[list[datetime], str | None]:
+    """:func:`upcoming`, or no times and why: one such campaign must not hide the others."""
+    try:
+        return upcoming(campaign, zone, after, count), None
+    except ValueError as error:
+        return [], f"campaigns.{name}.schedule: {error}: it never runs"
 
 
 # -- status -----------------------------------------------------------------------------
@@ -60,6 +73,7 @@ class CampaignStatus:
     last_run: RunRecord | None
     last_sent: datetime | None  # also by hand, which leaves no run behind
     counts: dict[str, int]
+    problem: str | None = None  # a schedule that never runs
 
 
 @dataclass(frozen=True)
@@ -75,15 +89,15 @@ def status(connection: Connection, settings: Settings, now: datetime) -> Status:
     zone = settings.clinic.timezone
     last = last_runs(connection)
     counts, last_sent = ledger_counts(connection, now)
-    rows = [
-        CampaignStatus(
+    rows = []
+    for name, campaign in settings.campaigns.items():
+        times, problem = scheduled_times(name, campaign, zone, now, 1)
+        rows.append(CampaignStatus(
             name, campaign.kind, state_of(campaign),
             str(campaign.schedule) if campaign.schedule else None,
-            next(iter(upcoming(campaign, zone, now, 1)), None), last.get(name),
-            last_sent.get(name), {status: counts.get((name, status), 0) for status in COUNTED},
-        )
-        for name, campaign in settings.campaigns.items()
-    ]  # fmt: skip
+            times[0] if times else None, last.get(name), last_sent.get(name),
+            {status: counts.get((name, status), 0) for status in COUNTED}, problem,
+        ))  # fmt: skip
     return Status(now, rows, *suppression_counts(connection))
 
 
@@ -172,10 +186,10 @@ def plan(
     after = now if start is None else start - _JUST_BEFORE
     plans = []
     for name, campaign in settings.campaigns.items():
-        times = upcoming(campaign, settings.clinic.timezone, after, runs)
+        times, problem = scheduled_times(name, campaign, settings.clinic.timezone, after, runs)
         planned = [PlannedRun(at, _quiet_end(settings, campaign, at)) for at in times]
-        reach, problem = None, None
-        if start is None and campaign.enabled:
+        reach = None
+        if start is None and campaign.enabled and problem is None:
             moment = times[0] if times else now  # by hand: as if sent now
             reach, problem = _reach_or_problem(connection, settings, name, now, moment)
         schedule = str(campaign.schedule) if campaign.schedule else None

@@ -38,9 +38,16 @@ def status(app: App, as_json: bool) -> int:
     zone = app.settings.clinic.timezone
     with app.engine.connect() as connection:
         report = campaign_status(connection, app.settings, app.now())
+    for problem in (c.problem for c in report.campaigns if c.problem):
+        console.warn(problem)
     if as_json:
         console.print_json(_status_json(report, zone))
-        return EXIT_OK
+    else:
+        _print_status(report, zone)
+    return EXIT_OK
+
+
+def _print_status(report, zone) -> None:
     click.echo(f"status at {shown(report.now, zone)} ({zone})")
     console.print_table(
         None,
@@ -54,7 +61,6 @@ def status(app: App, as_json: bool) -> int:
         + (f" ({reasons})" if reasons else "")
         + f", {report.suppressed_clients} client(s)"
     )
-    return EXIT_OK
 
 
 def _status_row(campaign, zone) -> tuple:
@@ -74,6 +80,8 @@ def _when(campaign, moment: datetime | None, zone) -> str:
     """A time, or why there is none: the campaign runs by hand only, or not at all."""
     from campaigns.planning import SCHEDULED
 
+    if campaign.problem:
+        return "never (see below)"
     return shown(moment, zone) if campaign.state == SCHEDULED else campaign.state
 
 
@@ -104,7 +112,8 @@ def plan(app: App, start: datetime | None, runs: int, as_json: bool) -> int:
     Consent, unsubscribes, caps, quiet hours and the ledger are applied as a
     real run applies them. With --from, only the run times are listed: check
     a schedule across a holiday or a clock change. Exit 2 when a campaign
-    could not run as configured (a template or article problem).
+    could not run as configured (a schedule that matches no date, a template
+    or article problem).
 
     \b
     Examples:
@@ -135,6 +144,8 @@ def plan(app: App, start: datetime | None, runs: int, as_json: bool) -> int:
 
 
 def _runs_cell(campaign, zone) -> str:
+    if campaign.problem and not campaign.runs:
+        return "never (see below)" if campaign.schedule else "see below"
     if not campaign.runs:
         return campaign.state
     return "\n".join(
@@ -210,6 +221,7 @@ def _campaign_status_json(campaign, zone) -> dict:
             "deferred": last.deferred, "failed": last.failed, "held": last.held,
         },
         "last_sent_at": _iso(campaign.last_sent, zone), "counts": campaign.counts,
+        "problem": campaign.problem,
     }  # fmt: skip
 
 
