@@ -221,3 +221,20 @@ def test_a_schedule_that_matches_no_date_is_named_and_hides_nothing_else(sqlite_
         plan = sqlite_clinic.rebook(*args)
         assert plan.code == 2 and expected in plan.err and "Traceback" not in plan.err
         assert "book" in plan.out and "never (see below)" in plan.out
+
+
+def test_plan_reads_quiet_hours_on_a_clients_own_clock(sqlite_clinic):
+    clinic_with(sqlite_clinic, 1, transport="maildir")
+    with_config(sqlite_clinic, 'subject = "{{ client.first_name }}, how is your back?"\n',
+                'subject = "Hi"\nschedule = "0 10 * * *"\n')  # fmt: skip
+    with open(sqlite_clinic.config, "a") as config:
+        config.write('\n[policy]\nquiet_hours = "09:00-11:00"\n')
+    # 10:00 in Perth is 02:00 or 03:00 in London: outside London's quiet hours.
+    sqlite_clinic.write(
+        "clients.csv",
+        "id,email,first_name,last_name,marketing_consent,timezone\n"
+        "c000,person0@example.com,Person0,Test,yes,Europe/London\n",
+    )
+    assert sqlite_clinic.rebook("import", "clients", "clients.csv").code == 0
+    reach = planned_json(sqlite_clinic)["book"]["reach"]
+    assert (reach["count"], reach["held"]) == (3, 2)
