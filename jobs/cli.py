@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from campaigns.errors import UserError
-from jobs import console, sending, serving
+from jobs import console, operating, sending, serving
 from jobs.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, App, local_time, pass_app
 
 
@@ -287,7 +287,15 @@ def preview(app: App, campaign: str, email: str | None, shape: str) -> int:
     return EXIT_OK
 
 
-for command in (sending.send, sending.history, sending.unsubscribe, serving.run, serving.sync):
+for command in (
+    sending.send,
+    sending.history,
+    sending.unsubscribe,
+    serving.run,
+    serving.sync,
+    operating.status,
+    operating.plan,
+):
     cli.add_command(command)
 
 
