@@ -101,4 +101,16 @@ def _validated_cron(text: str) -> str:
             CronTrigger(**{key: value}, timezone="UTC")
         except ValueError as error:
             raise ValueError(f"in cron {text!r}, the {label} field {value!r}: {error}") from None
-    return " ".join(fields)
+    expression = " ".join(fields)
+    _matches_some_date(text, expression)
+    return expression
+
+
+def _matches_some_date(text: str, expression: str) -> None:
+    """Each field can be right and the whole never match (``0 9 30 2 *``): refuse it now."""
+    from campaigns.timing import next_cron_run
+
+    try:
+        next_cron_run(expression, ZoneInfo("UTC"), datetime(2026, 1, 1, tzinfo=ZoneInfo("UTC")))
+    except ValueError:
+        raise ValueError(f"cron {text!r} matches no date: it would never run") from None
