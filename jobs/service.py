@@ -108,11 +108,21 @@ class Service:
                   runs=len(pending), timeout_s=STOP_TIMEOUT)  # fmt: skip
 
     def reload(self) -> None:
-        """SIGHUP: the new config if it is valid, else the old one and the reason in the log."""
+        """SIGHUP: the new config if it is valid, else the old one and the reason in the log.
+
+        Valid as ``rebook check`` means it: the file, and every template rendered
+        for a sample client (a broken template would otherwise fail every run).
+        """
+        from campaigns.preview import check_templates
+
         try:
             settings = load_settings(self.config_path)
+            problems = check_templates(settings, self.clock())
         except UserError as error:
-            event(log, "config not reloaded", level=logging.ERROR, reason=str(error))
+            problems = [error]
+        if problems:
+            reason = "; ".join(str(problem) for problem in problems)
+            event(log, "config not reloaded", level=logging.ERROR, reason=reason)
             return
         self.settings = settings
         self._schedule_all(starting=False)

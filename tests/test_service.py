@@ -144,11 +144,14 @@ def test_sighup_with_a_bad_config_keeps_the_old_one(clinic):
             service.signal(signal.SIGHUP)
             line = service.wait_for("config not reloaded")
             service.wait_for("run finished", count=3)  # still running on the old one
+            clinic.config.write_text(good.replace('"reminders/book-next-massage"', '"missing"'))
+            service.signal(signal.SIGHUP)
+            broken = service.wait_for("config not reloaded", count=2)
             clinic.config.write_text(good)
             service.signal(signal.SIGHUP)
             service.wait_for("config reloaded")
             assert service.stop() == 0
-        assert "config.toml" in line
+        assert "config.toml" in line and "missing.html.j2" in broken
 
 
 def test_three_workers_run_each_scheduled_run_once(clinic):
