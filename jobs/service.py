@@ -69,6 +69,7 @@ class Service:
         self._schedule_all(starting=True)
         pickup = asyncio.create_task(self._pickup())
         syncing = asyncio.create_task(self._sync_loop())
+        web, serving = await self._start_web()
         notify("READY=1")
         event(log, "service started", campaigns=len(self._scheduled()), worker=_worker())
         await self.stop.wait()
@@ -78,6 +79,9 @@ class Service:
         pickup.cancel()
         syncing.cancel()
         await self._finish_running()
+        if web is not None:
+            web.should_exit = True
+            await serving
         self.scheduler.shutdown(wait=False)
         self.engine.dispose()
         event(log, "stopped")
@@ -298,6 +302,32 @@ class Service:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=wait)
 
+    # -- the web endpoint ----------------------------------------------------------------
+
+    async def _start_web(self):
+        """Serve one-click unsubscribe on ``[web] listen``, on this event loop.
+
+        When the address is taken (another worker on this machine serves it),
+        the service goes on without: any worker's endpoint honours any link.
+        """
+        from campaigns.store.secrets import web_secret
+        from jobs.web import make_app, make_server
+
+        with self.engine.connect() as connection:
+            secret = web_secret(connection, self.settings.web.secret)
+        app = make_app(self.engine, secret, self.settings.clinic.name, self.clock)
+        server = make_server(app, self.settings.web.listen)
+        serving = asyncio.create_task(_serve_quietly(server))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if not server.started:
+            event(log, "web endpoint not started: the address is in use or refused",
+                  level=logging.WARNING, listen=self.settings.web.listen)  # fmt: skip
+            return None, serving
+        event(log, "web endpoint listening", listen=self.settings.web.listen,
+              public_url=self.settings.web.public_url)  # fmt: skip
+        return server, serving
+
     # -- picking up the practice software's exports -------------------------------------
 
     async def _sync_loop(self) -> None:
@@ -318,6 +348,12 @@ class Service:
                 self.wake.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), self.settings.sync.every.total_seconds())
+
+
+async def _serve_quietly(server) -> None:
+    """uvicorn exits the process when it cannot bind: here that only ends this task."""
+    with contextlib.suppress(SystemExit):
+        await server.serve()
 
 
 def _log_sync(result) -> None:

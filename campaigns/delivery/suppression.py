@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, bindparam, exists, literal_column, not_, or_
+from sqlalchemy import ColumnElement, bindparam, delete, exists, literal_column, not_, or_, select
 from sqlalchemy.engine import Connection
 
-from campaigns.store.tables import client_suppressions, suppressions
+from campaigns.store.tables import client_suppressions, clients, suppressions
 from campaigns.store.upsert import insert_for
 
 ALWAYS_SUPPRESSED = ("bounced", "forgotten")  # even transactional mail never goes there
@@ -87,3 +87,33 @@ def suppress_client(
         .on_conflict_do_nothing(index_elements=["client_id"])
     )
     return connection.execute(statement).rowcount == 1
+
+
+def unsubscribe_client(connection: Connection, client_id: str, detail: str, now: datetime) -> None:
+    """A client's own unsubscribe (their link): the client by id and their address now."""
+    suppress_client(connection, client_id, "unsubscribed", detail, now)
+    address = _address_of(connection, client_id)
+    if address is not None:
+        suppress(connection, address, "unsubscribed", detail, now)
+
+
+def resubscribe_client(connection: Connection, client_id: str) -> None:
+    """Undo the client's own unsubscribe; an owner's, a bounce or a forget stays."""
+    connection.execute(
+        delete(client_suppressions).where(
+            client_suppressions.c.client_id == client_id,
+            client_suppressions.c.reason == "unsubscribed",
+        )
+    )
+    address = _address_of(connection, client_id)
+    if address is not None:
+        connection.execute(
+            delete(suppressions).where(
+                suppressions.c.address == address, suppressions.c.reason == "unsubscribed"
+            )
+        )
+
+
+def _address_of(connection: Connection, client_id: str) -> str | None:
+    query = select(clients.c.email).where(clients.c.id == client_id)
+    return connection.execute(query).scalar()

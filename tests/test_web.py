@@ -1,0 +1,102 @@
+"""The unsubscribe endpoint, served by the real ``rebook run``, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from sqlalchemy import select
+
+from campaigns.store.tables import client_suppressions, suppressions
+
+from .service import RunningService
+from .smtpd import SmtpServer, free_port
+from .test_delivery import clinic_with
+from .test_service import add_campaign
+
+
+def serving_clinic(clinic, smtp_port: int) -> str:
+    """A clinic whose service listens on a free port; returns the endpoint's base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    clinic_with(clinic, smtp_port)
+    add_campaign(clinic, "tick", "every 1h")
+    clinic.config.write_text(
+        clinic.config.read_text() + f'\n[web]\nlisten = "127.0.0.1:{port}"\npublic_url = "{base}"\n'
+    )
+    return base
+
+
+def link_of(smtp, address: str) -> str:
+    [message] = [m.message for m in smtp.handler.received if m.recipients == [address]]
+    return re.search(r"<(http[^>]+)>", message["List-Unsubscribe"])[1]
+
+
+def suppressed(clinic) -> tuple[list, list]:
+    engine = clinic.engine()
+    with engine.connect() as connection:
+        ids = connection.execute(
+            select(client_suppressions.c.client_id, client_suppressions.c.reason)
+        ).all()
+        addresses = connection.execute(select(suppressions.c.address, suppressions.c.reason)).all()
+    return [tuple(row) for row in ids], [tuple(row) for row in addresses]
+
+
+def test_one_click_unsubscribe_as_a_mail_provider_posts_it(clinic):
+    with SmtpServer() as smtp:
+        base = serving_clinic(clinic, smtp.port)
+        with RunningService(clinic.folder) as service:
+            service.wait_for("run finished")
+            link = link_of(smtp, "person0@example.com")
+            assert link.startswith(base + "/unsubscribe/")
+            answer = httpx.post(link, data={"List-Unsubscribe": "One-Click"})
+            assert answer.status_code == 200 and "set-cookie" not in answer.headers
+            boundary = "rebooktest"
+            body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n"
+                    f"One-Click\r\n--{boundary}--\r\n")  # fmt: skip
+            multipart = httpx.post(
+                link_of(smtp, "person2@example.com"), content=body.encode(),
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            )  # fmt: skip
+            assert multipart.status_code == 200
+            assert service.stop() == 0
+    ids, addresses = suppressed(clinic)
+    assert ids == [("c000", "unsubscribed"), ("c002", "unsubscribed")]
+    assert ("person0@example.com", "unsubscribed") in addresses
+
+
+def test_the_page_confirms_then_offers_to_resubscribe(clinic):
+    with SmtpServer() as smtp:
+        base = serving_clinic(clinic, smtp.port)
+        with RunningService(clinic.folder) as service:
+            service.wait_for("run finished")
+            link = link_of(smtp, "person4@example.com")
+            page = httpx.get(link)
+            assert page.status_code == 200 and "Waso Physiotherapy" in page.text
+            assert '<form method="post">' in page.text and "<script" not in page.text
+            assert suppressed(clinic) == ([], [])  # looking changes nothing
+            done = httpx.post(link, data={"action": "unsubscribe"})
+            assert "You are unsubscribed" in done.text and "Subscribe again" in done.text
+            assert suppressed(clinic)[0] == [("c004", "unsubscribed")]
+            back = httpx.post(link, data={"action": "resubscribe"})
+            assert back.status_code == 200 and "subscribed again" in back.text
+            assert suppressed(clinic) == ([], [])
+            assert httpx.get(base + "/healthz").text == "ok"
+            assert service.stop() == 0
+
+
+def test_a_forged_token_an_odd_body_or_path_changes_nothing(clinic):
+    with SmtpServer() as smtp:
+        base = serving_clinic(clinic, smtp.port)
+        with RunningService(clinic.folder) as service:
+            service.wait_for("web endpoint listening")
+            link = base + "/unsubscribe/YzAwMA.AAAAAAAAAAAAAAAAAAAAAA"  # c000, a made-up signature
+            forged = httpx.post(link, data={"List-Unsubscribe": "One-Click"})
+            assert forged.status_code == 400 and "Nothing was changed" in forged.text
+            assert httpx.get(link).status_code == 400
+            huge = httpx.post(base + "/unsubscribe/x", content=b"a" * 100_000)
+            assert huge.status_code in (400, 413)
+            missing = httpx.get(base + "/wp-admin")
+            assert missing.status_code == 404 and "Traceback" not in missing.text
+            assert service.stop() == 0
+    assert suppressed(clinic) == ([], [])
