@@ -100,3 +100,52 @@ def test_a_forged_token_an_odd_body_or_path_changes_nothing(clinic):
             assert missing.status_code == 404 and "Traceback" not in missing.text
             assert service.stop() == 0
     assert suppressed(clinic) == ([], [])
+
+
+def test_a_client_unsubscribes_in_a_real_browser(clinic, tmp_path):
+    """Chromium, driven over WebDriver (Debian's chromedriver), clicks the page's button."""
+    import subprocess
+    import time
+
+    from .conftest import debian_tool
+    from .test_browser import FLAGS
+
+    driver_path, chromium = debian_tool("chromedriver"), debian_tool("chromium")
+    with SmtpServer() as smtp:
+        serving_clinic(clinic, smtp.port)
+        with RunningService(clinic.folder) as service:
+            service.wait_for("run finished")
+            link = link_of(smtp, "person0@example.com")
+            port = free_port()
+            driver = subprocess.Popen([driver_path, f"--port={port}"], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)  # fmt: skip
+            try:
+                webdriver = f"http://127.0.0.1:{port}"
+                for _ in range(100):  # until chromedriver answers
+                    try:
+                        httpx.get(webdriver + "/status")
+                        break
+                    except httpx.TransportError:
+                        time.sleep(0.1)
+                options = {
+                    "binary": chromium,
+                    "args": [*FLAGS, f"--user-data-dir={tmp_path / 'p'}"],
+                }
+                session = httpx.post(webdriver + "/session", timeout=60, json={
+                    "capabilities": {"alwaysMatch": {"goog:chromeOptions": options}}
+                }).json()["value"]["sessionId"]  # fmt: skip
+                at = f"{webdriver}/session/{session}"
+                httpx.post(at + "/url", json={"url": link}, timeout=30)
+                found = httpx.post(
+                    at + "/element", json={"using": "css selector", "value": "button"}
+                )
+                button = next(iter(found.json()["value"].values()))
+                httpx.post(f"{at}/element/{button}/click", json={}, timeout=30)
+                page = httpx.get(at + "/source").json()["value"]
+                httpx.delete(at)
+            finally:
+                driver.terminate()
+                driver.wait(timeout=10)
+            assert service.stop() == 0
+    assert "You are unsubscribed" in page and "Waso Physiotherapy" in page
+    assert suppressed(clinic)[0] == [("c000", "unsubscribed")]
