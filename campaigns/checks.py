@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -58,3 +60,35 @@ def check_maildir(settings: Settings, config_path: Path) -> list[str]:
     if not os.access(nearest, os.W_OK | os.X_OK):
         return [f"{where}: mail.maildir: {folder}: no permission to write in {nearest}"]
     return []
+
+
+def check_public_url(settings: Settings) -> list[str]:
+    """Warnings about the unsubscribe links' address when mail really leaves (SMTP).
+
+    RFC 8058 one-click and Gmail want an https link that a mail provider can
+    reach; a loopback or plain-http address works only for trying rebook out.
+    """
+    if settings.mail.transport != "smtp":
+        return []
+    url = urlsplit(settings.web.public_url)
+    warnings = []
+    if url.scheme != "https":
+        warnings.append(
+            f"web.public_url {settings.web.public_url!r} is not https: mail providers "
+            "(Gmail, Yahoo) expect one-click unsubscribe links over https; put a TLS proxy "
+            "in front of [web] listen (see the README) and set its address here"
+        )
+    host = (url.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost") or _loopback(host):
+        warnings.append(
+            f"web.public_url points at {host}, this machine: nobody who receives the "
+            "mail can open its unsubscribe link"
+        )
+    return warnings
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

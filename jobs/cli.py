@@ -88,7 +88,7 @@ def check(app: App, smtp_login: bool) -> int:
     Example:
       rebook --config /etc/rebook/config.toml check --smtp
     """
-    from campaigns.checks import check_maildir, check_segments
+    from campaigns.checks import check_maildir, check_public_url, check_segments
     from campaigns.preview import check_templates
 
     settings = app.settings
@@ -100,6 +100,8 @@ def check(app: App, smtp_login: bool) -> int:
     for result in results:
         for warning in result.warnings:
             console.warn(f"{app.config_path}: segments.{result.name}: {warning}")
+    for warning in check_public_url(settings):
+        console.warn(f"{app.config_path}: {warning}")
     console.print_table(
         f"{app.config_path}: config OK",
         ["segment", "members now", "used by"],

@@ -149,3 +149,17 @@ def test_a_client_unsubscribes_in_a_real_browser(clinic, tmp_path):
             assert service.stop() == 0
     assert "You are unsubscribed" in page and "Waso Physiotherapy" in page
     assert suppressed(clinic)[0] == [("c000", "unsubscribed")]
+
+
+def test_check_warns_when_links_would_not_reach_a_provider(sqlite_clinic):
+    with SmtpServer() as smtp:
+        clinic_with(sqlite_clinic, smtp.port)  # transport = "smtp", the default public_url
+        plain = sqlite_clinic.rebook("check")
+        assert plain.code == 0
+        assert "web.public_url 'http://127.0.0.1:8080' is not https" in plain.err
+        assert "points at 127.0.0.1, this machine" in plain.err
+        sqlite_clinic.config.write_text(
+            sqlite_clinic.config.read_text() + '\n[web]\npublic_url = "https://mail.waso.example"\n'
+        )
+        good = sqlite_clinic.rebook("check")
+        assert good.code == 0 and "public_url" not in good.err
