@@ -117,9 +117,23 @@ def _helper(settings: Settings, name: str) -> RunReport:
         run = CampaignRun(engine, settings, name, utc_now)
         run.load_secret()
         try:
-            asyncio.run(run.deliver(make_transport(settings), None))
+            asyncio.run(_deliver_until_stopped(run, settings))
         except TransportUnavailable as error:
             run.report.unreachable = str(error)
         return run.report
     finally:
         engine.dispose()
+
+
+async def _deliver_until_stopped(run: CampaignRun, settings: Settings) -> None:
+    """A helper stops as the service does: SIGTERM or Ctrl-C ends its part cleanly.
+
+    systemd signals every process of the service, and a terminal's Ctrl-C
+    reaches the whole process group: each helper then claims nothing more,
+    lets its messages in flight finish, and returns its report.
+    """
+    run.stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, run.stop.set)
+    await run.deliver(make_transport(settings), None)
