@@ -98,7 +98,7 @@ class Pages:
 def _form(text: str, action: str, label: str) -> str:
     return (
         f'{text}<form method="post"><input type="hidden" name="action" value="{action}">'
-        f"<button type=\"submit\">{label}</button></form>"
+        f'<button type="submit">{label}</button></form>'
     )
 
 
