@@ -8,21 +8,29 @@ against a datagram socket the test binds, the way systemd listens.
 from __future__ import annotations
 
 import configparser
+import contextlib
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from campaigns.delivery.workers import PARALLEL_FROM
 from jobs.service import STOP_TIMEOUT
 from jobs.systemd import notify
 
 from .conftest import REBOOK
 from .service import RunningService
+from .smtpd import SmtpServer
+from .test_delivery import clinic_with
+from .test_service import add_campaign
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 UNIT = DEPLOY / "rebook.service"
@@ -83,9 +91,9 @@ def test_the_unit_waits_for_ready_and_reloads_with_sighup():
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
 
 
-def test_the_unit_stops_the_main_process_first_and_waits_longer_than_the_service_does():
+def test_the_unit_stops_every_process_and_waits_longer_than_the_service_does():
     service = read_unit()["Service"]
-    assert service["KillMode"] == "mixed"
+    assert service["KillMode"] == "control-group"  # see the unit and the README
     assert service["KillSignal"] == "SIGTERM"
     assert seconds(service["TimeoutStopSec"]) > STOP_TIMEOUT
 
@@ -178,3 +186,74 @@ def test_rebook_run_with_a_bad_config_exits_2_without_saying_ready(sqlite_clinic
     sock.settimeout(0.5)
     with pytest.raises(TimeoutError):
         sock.recv(4096)
+
+
+# -- stopping a run delivered by several processes ----------------------------------------
+
+
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """Every process below ``pid`` (pid, command line), as systemd's control group holds them."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            parents.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], list(parents.get(pid, []))
+    while todo:
+        child = todo.pop()
+        try:
+            command = (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        found.append((child, command.decode(errors="replace")))
+        todo += parents.get(child, [])
+    return found
+
+
+def stop_as_systemd_does(pid: int, kill_mode: str) -> None:
+    """``systemctl stop``: KillSignal to the main process (mixed) or to every process in it."""
+    others = [child for child, _ in descendants(pid)] if kill_mode == "control-group" else []
+    os.kill(pid, signal.SIGTERM)
+    for child in others:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGTERM)
+
+
+def wait_until(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.mark.timeout(240)
+def test_a_stop_during_a_run_with_helper_processes_ends_cleanly_within_the_units_timeout(
+    sqlite_clinic,
+):
+    service_section = read_unit()["Service"]
+    kill_mode, timeout = service_section["KillMode"], seconds(service_section["TimeoutStopSec"])
+    with SmtpServer() as smtp:
+        smtp.handler.data_delay = 0.05  # each process's share takes minutes
+        clinic_with(sqlite_clinic, smtp.port, people=2 * PARALLEL_FROM)  # half of them consent
+        add_campaign(sqlite_clinic, "big", "every 1h")
+        with RunningService(sqlite_clinic.folder) as service:
+            pid = service.process.pid
+            service.wait_for("run started", timeout=120)
+            wait_until(lambda: any("multiprocessing.spawn" in cmd for _, cmd in descendants(pid)))
+            wait_until(lambda: len(smtp.handler.addresses()) > 50)
+            stop_as_systemd_does(pid, kill_mode)
+            asked = time.monotonic()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                service.process.wait(timeout=timeout)
+            took = time.monotonic() - asked
+            code = service.stop()
+        assert took < timeout, f"still running after {timeout}s: systemd sends SIGKILL now"
+        assert code == 0, service.log()
+        assert "Traceback" not in service.log(), service.log()
+        sent = len(smtp.handler.addresses())
+        time.sleep(1)
+        assert len(smtp.handler.addresses()) == sent  # no helper sends on after the stop
