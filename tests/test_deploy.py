@@ -159,7 +159,7 @@ def test_rebook_run_sends_ready_once_started_and_stopping_on_sigterm(clinic, lis
         segment = "lapsed"
         template = "reminders/book-next-massage"
         subject = "Hi"
-        schedule = "every 1h"
+        schedule = "0 3 1 1 *"
 
         [segments.lapsed]
         last_visit_older_than = "8w"
