@@ -21,8 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from campaigns.delivery.workers import PARALLEL_FROM
+from campaigns.store.tables import sends
 from jobs.service import STOP_TIMEOUT
 from jobs.systemd import notify
 
@@ -239,7 +241,9 @@ def test_a_stop_during_a_run_with_helper_processes_ends_cleanly_within_the_units
     kill_mode, timeout = service_section["KillMode"], seconds(service_section["TimeoutStopSec"])
     with SmtpServer() as smtp:
         smtp.handler.data_delay = 0.05  # each process's share takes minutes
-        clinic_with(sqlite_clinic, smtp.port, people=2 * PARALLEL_FROM)  # half of them consent
+        _, engine = clinic_with(
+            sqlite_clinic, smtp.port, people=2 * PARALLEL_FROM
+        )  # half of them consent
         add_campaign(sqlite_clinic, "big", "every 1h")
         with RunningService(sqlite_clinic.folder) as service:
             pid = service.process.pid
@@ -258,3 +262,7 @@ def test_a_stop_during_a_run_with_helper_processes_ends_cleanly_within_the_units
         sent = len(smtp.handler.addresses())
         time.sleep(1)
         assert len(smtp.handler.addresses()) == sent  # no helper sends on after the stop
+    with engine.connect() as connection:
+        left = connection.execute(select(sends.c.status).distinct()).scalars().all()
+    # every process finished the messages it had in flight and gave back what it had claimed
+    assert not {"claimed", "sending"} & set(left)
