@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,6 +147,20 @@ class Service:
         status = Path(f"/proc/{self.process.pid}/status").read_text().splitlines()
         values = dict(line.split(":", 1) for line in status)
         return {key: int(values[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
+
+    def children(self) -> list[tuple[int, float, str]]:
+        """Child processes still alive: pid, VmRSS in MB, and what they run."""
+        pid = self.process.pid
+        found = []
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            try:
+                status = Path(f"/proc/{child}/status").read_text()
+                command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            except FileNotFoundError:
+                continue
+            rss = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+            found.append((int(child), int(rss.split()[1]) / 1024, command.decode()[:90]))
+        return found
 
     def stop(self) -> float:
         """SIGTERM and wait: seconds to exit. A process that does not stop is killed."""
@@ -269,12 +284,15 @@ def service_once(folder: Path) -> dict:
     try:
         finished_at, finished = service.wait_for("run finished", timeout=600)
         memory = service.memory_mb()
+        time.sleep(2)  # what stays once the run is over
+        children, after = service.children(), service.memory_mb()
     finally:
         service.stop()
     sent, span = ledger_span(folder)
     return {
         "process_s": finished_at - service.started, "sent": finished.get("sent"),
         "span_s": span, "peak": memory["VmHWM"], "ledger_sent": sent,
+        "enqueued": finished.get("enqueued"), "children": children, "rss_after": after["VmRSS"],
     }  # fmt: skip
 
 
@@ -308,7 +326,15 @@ def print_rates(n: int, results: list[tuple[dict, dict]]) -> None:
         )
         print(
             f"         ratio service / send: {whole:.2f}x whole process, {ledger:.2f}x ledger "
-            f"(target >= 0.9x); peak RSS send {send['peak']} MB, run {service['peak']:.0f} MB"
+            f"(target >= 0.9x); peak RSS send {send['peak']} MB (largest process), "
+            f"run {service['peak']:.0f} MB (main process)"
+        )
+        left = "; ".join(
+            f"pid {pid} {rss:.0f} MB: {what}" for pid, rss, what in service["children"]
+        )
+        print(
+            f"         2 s after 'run finished' (enqueued={service['enqueued']}): main VmRSS "
+            f"{service['rss_after']:.0f} MB, children left: {left or 'none'}"
         )
 
 
@@ -356,12 +382,13 @@ def run_workers(folder: Path, url: str, n: int) -> dict:
             time.sleep(0.5)
         time.sleep(3)  # the helpers' last batch reaches their log
         with engine.connect() as connection:
-            ran = connection.execute(text("SELECT worker, outcome, sent FROM runs")).all()
+            ran = connection.execute(text("SELECT worker, outcome, enqueued, sent FROM runs")).all()
     finally:
         for worker in workers:
             worker.stop()
         engine.dispose()
     sent, span = ledger_span(folder, url)
+    gap, retried = ledger_gaps(url)
     split = []
     for worker in workers:
         own = sum(
@@ -370,7 +397,29 @@ def run_workers(folder: Path, url: str, n: int) -> dict:
             for _, entry in worker.events(event)
         )
         split.append((worker.process.pid, own, worker.process.returncode))
-    return {"sent": sent, "span_s": span, "runs": ran, "split": split}
+    return {"sent": sent, "span_s": span, "runs": ran, "split": split, "gap": gap,
+            "retried": retried}  # fmt: skip
+
+
+def ledger_gaps(url: str) -> tuple[float, int]:
+    """The longest pause between two messages sent, and how many messages took more than one try.
+
+    A first-to-last rate hides a stall or a late straggler; these show it.
+    """
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        times = connection.execute(
+            text("SELECT sent_at FROM sends WHERE status = 'sent' ORDER BY sent_at")
+        ).scalars()
+        moments = [_moment(value) for value in times]
+        retried = connection.execute(
+            text("SELECT count(*) FROM sends WHERE attempts > 1")
+        ).scalar_one()
+    engine.dispose()
+    gaps = [(b - a).total_seconds() for a, b in pairwise(moments)]
+    return max(gaps, default=0.0), retried
 
 
 def print_workers(n: int, results: list[dict]) -> None:
@@ -382,8 +431,15 @@ def print_workers(n: int, results: list[dict]) -> None:
             f"sent_at): {rate:.1f} msg/s combined, {100 * (rate / 200 - 1):+.1f}% of 200/s "
             f"(target within 5%)"
         )
-        ran = ", ".join(f"{w.rsplit(':', 1)[1]} {outcome} sent={s}" for w, outcome, s in r["runs"])
+        ran = ", ".join(
+            f"pid {w.rsplit(':', 1)[1]} {outcome} enqueued={e} sent={s}"
+            for w, outcome, e, s in r["runs"]
+        )
         split = ", ".join(f"pid {pid}: {sent:,} (exit {code})" for pid, sent, code in r["split"])
+        print(
+            f"         longest pause between two messages {r['gap']:.2f} s; "
+            f"messages that took more than one try: {r['retried']}"
+        )
         print(f"         runs table: {ran}")
         print(f"         split from the logs: {split}")
 
