@@ -60,7 +60,8 @@ FAR_CRON = "0 10 29 2 *"  # 29 February: nothing runs for years
 PROGRESS = """
 SELECT (SELECT count(*) FROM sends),
        (SELECT count(*) FROM sends WHERE status IN ('queued', 'claimed', 'sending')),
-       (SELECT count(*) FROM runs WHERE outcome = 'running')
+       (SELECT count(*) FROM runs WHERE outcome = 'running'),
+       (SELECT count(*) FROM workers)
 """
 
 IDLE_CONFIG = """
@@ -373,10 +374,11 @@ def run_workers(folder: Path, url: str, n: int) -> dict:
     try:
         for worker in workers:
             worker.wait_for("service started", timeout=120)
-        deadline = time.perf_counter() + 60 + n / 100
+        deadline, rows = time.perf_counter() + 60 + n / 100, 0
         while time.perf_counter() < deadline:
             with engine.connect() as connection:
-                total, left, running = connection.execute(text(PROGRESS)).one()
+                total, left, running, live = connection.execute(text(PROGRESS)).one()
+            rows = max(rows, live)
             if total and not left and not running:
                 break
             time.sleep(0.5)
@@ -388,7 +390,7 @@ def run_workers(folder: Path, url: str, n: int) -> dict:
             worker.stop()
         engine.dispose()
     sent, span = ledger_span(folder, url)
-    gap, retried = ledger_gaps(url)
+    shape = ledger_gaps(url)
     split = []
     for worker in workers:
         own = sum(
@@ -397,14 +399,13 @@ def run_workers(folder: Path, url: str, n: int) -> dict:
             for _, entry in worker.events(event)
         )
         split.append((worker.process.pid, own, worker.process.returncode))
-    return {"sent": sent, "span_s": span, "runs": ran, "split": split, "gap": gap,
-            "retried": retried}  # fmt: skip
+    return {"sent": sent, "span_s": span, "runs": ran, "split": split, "rows": rows, **shape}
 
 
-def ledger_gaps(url: str) -> tuple[float, int]:
-    """The longest pause between two messages sent, and how many messages took more than one try.
+def ledger_gaps(url: str) -> dict:
+    """The longest pause, the first second, the middle half's rate, and the messages retried.
 
-    A first-to-last rate hides a stall or a late straggler; these show it.
+    A first-to-last rate hides a stall, a burst or a late straggler; these show which.
     """
     from sqlalchemy import create_engine, text
 
@@ -419,7 +420,13 @@ def ledger_gaps(url: str) -> tuple[float, int]:
         ).scalar_one()
     engine.dispose()
     gaps = [(b - a).total_seconds() for a, b in pairwise(moments)]
-    return max(gaps, default=0.0), retried
+    if len(moments) < 4:
+        return {"gap": max(gaps, default=0.0), "first_second": len(moments), "middle": 0.0,
+                "retried": retried}  # fmt: skip
+    quarter, three = len(moments) // 4, 3 * len(moments) // 4
+    middle = (three - quarter) / max(1e-6, (moments[three] - moments[quarter]).total_seconds())
+    first = sum(1 for moment in moments if (moment - moments[0]).total_seconds() < 1.0)
+    return {"gap": max(gaps), "first_second": first, "middle": middle, "retried": retried}
 
 
 def print_workers(n: int, results: list[dict]) -> None:
@@ -437,8 +444,9 @@ def print_workers(n: int, results: list[dict]) -> None:
         )
         split = ", ".join(f"pid {pid}: {sent:,} (exit {code})" for pid, sent, code in r["split"])
         print(
-            f"         longest pause between two messages {r['gap']:.2f} s; "
-            f"messages that took more than one try: {r['retried']}"
+            f"         first second {r['first_second']} messages; middle half "
+            f"{r['middle']:.1f} msg/s; longest pause {r['gap']:.2f} s; retried {r['retried']}; "
+            f"workers rows seen at once: up to {r['rows']}"
         )
         print(f"         runs table: {ran}")
         print(f"         split from the logs: {split}")
