@@ -33,7 +33,8 @@ from jobs.systemd import notify
 
 STOP_TIMEOUT = 30.0  # seconds in-flight SMTP transactions get to finish after SIGTERM
 PICKUP_EVERY = timedelta(minutes=1)  # the longest the service sleeps between looks at the queue
-HELP_DELAY = 2.0  # seconds a worker that lost a run waits for the winner to enqueue
+HELP_WAIT = 30.0  # seconds a worker that lost a run looks for what the winner enqueues
+HELP_POLL = 0.5  # seconds between those looks
 
 log = logging.getLogger(LOGGER)
 Clock = Callable[[], datetime]
@@ -250,8 +251,8 @@ class Service:
             return
         run_id = claim_run(self.engine, name, scheduled_for, now)
         if run_id is None:  # another worker runs it: help deliver once it has enqueued
-            await asyncio.sleep(HELP_DELAY)
-            await self._deliver(name)
+            if await self._queued_by_another(name):
+                await self._deliver(name)
             return
         event(log, "run started", campaign=name, scheduled_for=self._local(scheduled_for))
         try:
@@ -266,6 +267,18 @@ class Service:
         event(log, "run finished", campaign=name, **counts,
               **({"unreachable": report.unreachable} if report.unreachable else {}))  # fmt: skip
         self.wake.set()  # deferred messages may now be due sooner than planned
+
+    async def _queued_by_another(self, name: str) -> bool:
+        """Wait (bounded) until the winner's enqueue is committed: then there is work to share."""
+        from campaigns.delivery.ledger import due_campaigns
+
+        deadline = asyncio.get_running_loop().time() + HELP_WAIT
+        while not self.stop.is_set() and asyncio.get_running_loop().time() < deadline:
+            with self.engine.connect() as connection:
+                if name in due_campaigns(connection, self.clock()):
+                    return True
+            await asyncio.sleep(HELP_POLL)
+        return False
 
     async def _deliver(self, name: str) -> None:
         """Send what is queued or due for ``name`` (retries, another worker's run)."""

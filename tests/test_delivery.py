@@ -326,5 +326,5 @@ def test_the_rate_limit_is_shared_with_the_other_workers_delivering(clinic, smtp
         ))  # fmt: skip
     started = time.monotonic()
     assert run(engine, limited, "book").outcomes == {"sent": 40}
-    # Its half of 20/s: 10 at once, then 10/s, about 3 s; the whole rate would take 1 s.
-    assert time.monotonic() - started >= 2.5
+    # Its half of 20/s takes about 4 s; the whole rate would take 2 s.
+    assert time.monotonic() - started >= 3.0

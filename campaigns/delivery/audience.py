@@ -225,4 +225,5 @@ class Audience:
             .from_select(columns, rows)
             .on_conflict_do_nothing(index_elements=["campaign", "client_id", "key"])
         )
-        return again + connection.execute(statement).rowcount
+        inserted = connection.execution_options(preserve_rowcount=True).execute(statement)
+        return again + inserted.rowcount  # SQLAlchemy counts an INSERT's rows only when asked

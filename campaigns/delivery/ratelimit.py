@@ -13,13 +13,17 @@ from campaigns.durations import Rate
 
 
 class TokenBucket:
-    """``acquire()`` returns when one more message may go; bursts up to one second's worth."""
+    """``acquire()`` returns when one more message may go; bursts up to one second's worth.
+
+    It starts nearly empty: a worker joining others must not add a second's
+    worth of its own to what they already send (the rate is the clinic's total).
+    """
 
     def __init__(self, rate: Rate, clock=time.monotonic) -> None:
         self.total = rate.per_second
         self.per_second = self.total
         self.capacity = max(1.0, self.per_second)
-        self._tokens = self.capacity
+        self._tokens = 1.0
         self._clock = clock
         self._updated = clock()
         self._lock = asyncio.Lock()

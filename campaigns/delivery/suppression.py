@@ -74,7 +74,8 @@ def suppress(connection: Connection, address: str, reason: str, detail: str, now
         "detail": detail[:2000],
         "created_at": now,
     }
-    return connection.execute(suppression_insert(connection.dialect.name), values).rowcount == 1
+    statement = suppression_insert(connection.dialect.name)
+    return _inserted(connection, statement, values)
 
 
 def suppress_client(
@@ -86,7 +87,17 @@ def suppress_client(
         .values(client_id=client_id, reason=reason, detail=detail[:2000], created_at=now)
         .on_conflict_do_nothing(index_elements=["client_id"])
     )
-    return connection.execute(statement).rowcount == 1
+    return _inserted(connection, statement)
+
+
+def _inserted(connection: Connection, statement, values=None) -> bool:
+    """Whether an ``INSERT … ON CONFLICT DO NOTHING`` wrote its row.
+
+    SQLAlchemy reports an INSERT's row count only when asked (``preserve_rowcount``):
+    without it psycopg's is -1, and the answer would always be no on PostgreSQL.
+    """
+    counted = connection.execution_options(preserve_rowcount=True)
+    return counted.execute(statement, values).rowcount == 1
 
 
 def unsubscribe_client(connection: Connection, client_id: str, detail: str, now: datetime) -> None:
