@@ -234,11 +234,15 @@ def wait_until(condition, timeout: float = 60.0) -> None:
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("signalled", ["the unit's KillMode", "the main process only"])
 def test_a_stop_during_a_run_with_helper_processes_ends_cleanly_within_the_units_timeout(
-    sqlite_clinic,
+    sqlite_clinic, signalled
 ):
+    """Whether systemd signals every process or only the main one (``kill PID``)."""
     service_section = read_unit()["Service"]
     kill_mode, timeout = service_section["KillMode"], seconds(service_section["TimeoutStopSec"])
+    if signalled == "the main process only":
+        kill_mode = "mixed"
     with SmtpServer() as smtp:
         smtp.handler.data_delay = 0.05  # each process's share takes minutes
         _, engine = clinic_with(

@@ -15,6 +15,7 @@ so a ``kill -9`` stops the whole run and the next run recovers what was left.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -71,19 +72,29 @@ class Helpers:
     async def deliver(self, run: CampaignRun, progress: Progress | None) -> None:
         """Deliver with this process and the helpers; merge their reports into ``run.report``."""
         watcher = asyncio.create_task(_poll_progress(run, progress)) if progress else None
+        relay = asyncio.create_task(self._pass_on_stop(run.stop)) if run.stop else None
         try:
             mine = run.deliver(make_transport(share_settings(self.settings, self.own)), None)
             theirs = [asyncio.wrap_future(future) for future in self._futures]
             outcomes = await asyncio.gather(mine, *theirs, return_exceptions=True)
         finally:
-            if watcher is not None:
-                watcher.cancel()
-            self._pool.shutdown(wait=True)
+            for task in (watcher, relay):
+                if task is not None:
+                    task.cancel()
+            await asyncio.to_thread(self._pool.shutdown, True)  # never block the event loop
         for outcome in outcomes[1:]:
             if isinstance(outcome, RunReport):
                 _merge(run.report, outcome)
         if isinstance(outcomes[0], BaseException):
             raise outcomes[0]
+
+
+    async def _pass_on_stop(self, stop: asyncio.Event) -> None:
+        """The service was asked to stop: so are the helpers (as systemd would tell them)."""
+        await stop.wait()
+        for process in list(self._pool._processes.values()):  # the executor keeps no other list
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
 
 
 def _merge(report: RunReport, helper: RunReport) -> None:
