@@ -298,9 +298,13 @@ class Service:
     async def _pickup(self) -> None:
         """Retries when due, and work other workers queued: wake at the earliest due time."""
         from campaigns.delivery.ledger import due_campaigns, next_due
+        from campaigns.delivery.recovery import recover_orphans
 
         while not self.stop.is_set():
             now = self.clock()
+            recovered = await asyncio.to_thread(recover_orphans, self.engine, now)
+            if recovered:
+                event(log, "recovered messages a stopped worker left", messages=recovered)
             with self.engine.connect() as connection:
                 due = due_campaigns(connection, now)
                 upcoming = next_due(connection, now)

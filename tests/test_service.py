@@ -226,3 +226,32 @@ def test_json_log_lines_for_journald(clinic):
     assert finished["campaign"] == "tick" and finished["sent"] == 3 and finished["level"] == "info"
     assert {"service started", "stopping", "stopped"} <= {entry["event"] for entry in entries}
     assert not any("password" in line.lower() for line in service.lines)
+
+
+def test_after_kill_9_a_restart_recovers_what_was_in_flight_without_waiting_for_the_schedule(
+    clinic,
+):
+    with SmtpServer() as smtp:
+        smtp.handler.data_delay = 0.15
+        _, engine = clinic_with(clinic, smtp.port, people=80)
+        add_campaign(clinic, "big", "every 1h")
+        with RunningService(clinic.folder) as service:
+            service.wait_for("run started")
+            time.sleep(1.0)
+            service.signal(signal.SIGKILL)
+            service.process.wait(timeout=10)
+        with engine.connect() as connection:
+            left = set(connection.execute(select(sends.c.status).distinct()).scalars())
+        assert {"claimed", "sending"} & left  # what a crash leaves behind
+        with RunningService(clinic.folder) as again:
+            again.wait_for("recovered messages a stopped worker left")
+            deadline = time.monotonic() + 40
+            while len(set(smtp.handler.addresses())) < 40 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert again.stop() == 0, again.log()
+    assert sorted(set(smtp.handler.addresses())) == sorted(
+        f"person{n}@example.com" for n in range(0, 80, 2)
+    )
+    assert len(smtp.handler.addresses()) - 40 <= 2  # at most one per connection, sent again
+    [run] = run_rows(engine, "big")
+    assert run.outcome == "failed" and "stopped before the run finished" in run.detail

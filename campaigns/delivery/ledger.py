@@ -42,14 +42,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 
 from campaigns.delivery.audience import VISIT_KEY
+from campaigns.delivery.recovery import DEAD_AFTER, recover_orphans
 from campaigns.delivery.suppression import barred, suppression_insert
 from campaigns.store.prepared import DriverConnection, PreparedStatement
 from campaigns.store.tables import clients, sends, visits, workers
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
-DEAD_AFTER = timedelta(
-    seconds=30
-)  # a worker on another host is presumed dead when silent this long
 BOUNCE_CODES = (550, 551, 553)  # refused recipients: the address is suppressed
 
 
@@ -74,16 +72,6 @@ class Result:
     reply: str
     next_attempt_at: datetime | None = None
     bounced_address: str | None = None  # set for a hard bounce: suppress it
-
-
-def _alive_here(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # Whether a ledger row may still leave, asked the moment it does: the client
@@ -191,28 +179,7 @@ class Ledger:
 
     def recover(self, now: datetime) -> int:
         """Requeue the claimed and in-flight rows of workers that are gone; return how many."""
-        with self.writing() as connection, connection.begin():
-            dead = [
-                row.id
-                for row in connection.execute(select(workers))
-                if row.id != self.worker
-                and (
-                    row.heartbeat_at < now - DEAD_AFTER
-                    or (row.host == self.host and not _alive_here(row.pid))
-                )
-            ]
-            if dead:
-                connection.execute(delete(workers).where(workers.c.id.in_(dead)))
-            orphaned = (
-                update(sends)
-                .where(
-                    sends.c.campaign == self.campaign,
-                    sends.c.status.in_(("claimed", "sending")),
-                    sends.c.worker.not_in(select(workers.c.id)),
-                )
-                .values(status="queued", worker=None, updated_at=now)
-            )
-            return connection.execute(orphaned).rowcount
+        return recover_orphans(self.engine, now, keep=self.worker)
 
     # -- the work ---------------------------------------------------------------
 

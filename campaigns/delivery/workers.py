@@ -88,7 +88,6 @@ class Helpers:
         if isinstance(outcomes[0], BaseException):
             raise outcomes[0]
 
-
     async def _pass_on_stop(self, stop: asyncio.Event) -> None:
         """The service was asked to stop: so are the helpers (as systemd would tell them)."""
         await stop.wait()

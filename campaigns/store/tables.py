@@ -190,6 +190,7 @@ sends = Table(
     Index(None, "campaign", "status", "next_attempt_at"),
     Index(None, "client_id", "created_at"),
     Index(None, "email"),
+    Index(None, "status", "worker"),  # rows in flight, for recovery after a crash
 )
 
 # Processes running campaigns, so that a run can tell a crashed worker's

@@ -37,6 +37,9 @@ def upgrade() -> None:
         ),
     )
 
+    op.create_index(op.f("ix_sends_status_worker"), "sends", ["status", "worker"])
+
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_sends_status_worker"), "sends")
     op.drop_table("runs")
