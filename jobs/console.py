@@ -79,15 +79,22 @@ def send_summary(report, held_until: str = "", ignoring: bool = False) -> list[s
     lines += _listed("failed", report.failures)
     if report.errors:
         lines.append(
-            f"  not sent {len(report.errors)} because of rebook's own configuration or templates: "
-            "fix it and run again, and they will be sent"
+            f"  not sent {len(report.errors)}: fix the cause (a template, the configuration, or "
+            "the client's data in the export) and they go at the next run"
         )
         lines += _listed("not sent", report.errors)
     return lines
 
 
+def _one_line(text: str) -> str:
+    """Data shown as it is, except what would break the line (CR, LF, other controls)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _listed(label: str, entries: list[tuple[str, str]], shown: int = 20) -> list[str]:
-    lines = [f"  {label}: {address}: {reply}" for address, reply in entries[:shown]]
+    lines = [
+        f"  {label}: {_one_line(address)}: {_one_line(reply)}" for address, reply in entries[:shown]
+    ]
     if len(entries) > shown:
         lines.append(f"  … and {len(entries) - shown} more (rebook history EMAIL)")
     return lines

@@ -57,6 +57,7 @@ class Service:
         self.wake = asyncio.Event()  # something was queued or deferred: look again now
         self.tasks: set[asyncio.Task] = set()
         self.active: set[str] = set()  # campaigns this process is delivering now
+        self.syncing: asyncio.Task | None = None
         self.scheduler = None
 
     # -- the process ---------------------------------------------------------------
@@ -69,7 +70,7 @@ class Service:
         self.scheduler.start()
         self._schedule_all(starting=True)
         pickup = asyncio.create_task(self._pickup())
-        syncing = asyncio.create_task(self._sync_loop())
+        self.syncing = asyncio.create_task(self._sync_loop())
         web, serving = await self._start_web()
         notify("READY=1")
         event(log, "service started", campaigns=len(self._scheduled()), worker=_worker())
@@ -78,7 +79,7 @@ class Service:
         event(log, "stopping", running=len(self.tasks))
         self.scheduler.pause()  # no new runs; the ones going finish their messages
         pickup.cancel()
-        syncing.cancel()
+        self.syncing.cancel()
         await self._finish_running()
         if web is not None:
             web.should_exit = True
@@ -125,11 +126,15 @@ class Service:
             problems = check_templates(settings, self.clock())
         except UserError as error:
             problems = [error]
+        if not problems and settings.database.url != self.settings.database.url:
+            problems = ["database.url changed: restart rebook run to use another database"]
         if problems:
             reason = "; ".join(str(problem) for problem in problems)
             event(log, "config not reloaded", level=logging.ERROR, reason=reason)
             return
         self.settings = settings
+        if self.syncing is None or self.syncing.done():  # [sync] may be new
+            self.syncing = asyncio.create_task(self._sync_loop())
         self._schedule_all(starting=False)
         event(log, "config reloaded", campaigns=len(self._scheduled()))
 
@@ -309,8 +314,9 @@ class Service:
                 due = due_campaigns(connection, now)
                 upcoming = next_due(connection, now)
             for name in due:
-                known = name in self.settings.campaigns and name not in self.active
-                if known and not self.stop.is_set():
+                campaign = self.settings.campaigns.get(name)
+                wanted = campaign is not None and campaign.enabled and name not in self.active
+                if wanted and not self.stop.is_set():
                     await self._track(self._deliver(name), name)
             wait = PICKUP_EVERY.total_seconds()
             if upcoming is not None:

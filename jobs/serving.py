@@ -66,5 +66,5 @@ def sync(app: App, full: bool) -> int:
             click.echo(result.detail)
         else:
             console.error(result.detail)
-    bad = any(result.outcome in ("rejected", "missing") for result in results)
+    bad = any(result.outcome in ("rejected", "still rejected", "missing") for result in results)
     return EXIT_USAGE if bad else EXIT_OK

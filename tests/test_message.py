@@ -125,7 +125,15 @@ def test_transactional_has_no_unsubscribe_headers():
 
 
 @pytest.mark.parametrize(
-    "name", ["Eve\r\nBcc: victim@example.org", "Eve\nBcc: victim@example.org", "Eve\rX: y"]
+    "name",
+    [
+        "Eve\r\nBcc: victim@example.org",
+        "Eve\nBcc: victim@example.org",
+        "Eve\rX: y",
+        "Nul\x00Byte",
+        "Esc\x1b[31m",
+        "Del\x7f",
+    ],
 )
 def test_a_line_break_in_a_name_fails_that_message_and_never_reaches_a_header(name):
     with pytest.raises(MessageError, match="cannot address a message"):

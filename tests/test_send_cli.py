@@ -180,6 +180,8 @@ def test_send_holds_marketing_for_quiet_hours_unless_told(sqlite_clinic):
     until = f"{perth + timedelta(hours=1):%Y-%m-%d %H:%M}"
     assert held.code == 0 and "sent 0" in held.out
     assert f"held 3 for quiet hours ({window}) until {until}" in held.out
+    released = sqlite_clinic.rebook("send", "book", "--ignore-quiet-hours")
+    assert released.code == 0 and "sent 3" in released.out  # what was held goes too
     other = sqlite_clinic.rebook("send", "series", "--ignore-quiet-hours")
     assert "it went because you asked" in other.out and "sent 3" in other.out
 
@@ -195,3 +197,15 @@ def test_token_bucket_takes_its_share_of_the_total():
     assert asyncio.run(take(bucket, 21)) >= 0.9  # 20/s
     bucket.share(1.0)
     assert bucket.per_second == 40
+
+
+def test_sync_refuses_a_file_that_is_not_a_regular_file(sqlite_clinic):
+    import os
+
+    clinic_with(sqlite_clinic, free_port(), transport="maildir")
+    os.mkfifo(sqlite_clinic.folder / "clients.fifo")
+    sqlite_clinic.config.write_text(
+        sqlite_clinic.config.read_text() + '\n[sync]\nclients = "clients.fifo"\n'
+    )
+    result = sqlite_clinic.rebook("sync")  # a FIFO would be read forever
+    assert result.code == 2 and "is not a regular file" in result.err

@@ -32,7 +32,7 @@ KINDS = ("clients", "visits")  # in this order: a visit needs its client
 class SyncResult:
     kind: str
     path: Path
-    outcome: str  # imported, unchanged, rejected, missing
+    outcome: str  # imported, unchanged, rejected, still rejected, missing
     detail: str = ""
     report: ImportReport | None = None
 
@@ -50,14 +50,24 @@ def sync_files(engine: Engine, settings: Settings, now: datetime, *, full: bool 
 
 
 def _sync_one(engine, settings, kind: str, path: Path, now: datetime, full: bool) -> SyncResult:
+    if not path.is_file():  # a FIFO or a device would be read forever
+        what = "does not exist" if not path.exists() else "is not a regular file"
+        return SyncResult(kind, path, "missing", f"sync.{kind}: {path} {what}")
     try:
         digest = _fingerprint(path)
     except OSError as error:
-        return SyncResult(kind, path, "missing", f"cannot read {path}: {error.strerror}")
-    if not full and _stored(engine, kind) in (digest, f"rejected:{digest}"):
+        return SyncResult(
+            kind, path, "missing", f"sync.{kind}: cannot read {path}: {error.strerror}"
+        )
+    stored = None if full else _stored(engine, kind)
+    if stored == digest:
         return SyncResult(kind, path, "unchanged")
+    if stored == f"rejected:{digest}":
+        reason = f"{path}: unchanged since it was rejected: fix it (rebook sync --full says why)"
+        return SyncResult(kind, path, "still rejected", reason)
     try:
-        report = import_file(engine, kind, path, clinic_zone=settings.clinic.timezone, now=now)
+        zone = settings.clinic.timezone
+        report = import_file(engine, kind, path, clinic_zone=zone, now=now)
     except CsvError as error:
         _store(engine, kind, f"rejected:{digest}", now)
         return SyncResult(kind, path, "rejected", str(error))

@@ -30,7 +30,9 @@ from campaigns.content.render import Rendered
 from campaigns.errors import RebookError
 
 MAX_LINE = 78  # RFC 5322's recommended limit, as email.policy.SMTP folds
-_BREAKS = re.compile(r"[\r\n]")
+# A line break would start a new header; any other control character (NUL,
+# ESC, DEL…) is forbidden in a header by RFC 5322 and mangled by relays.
+_BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _ADDRESS = re.compile(r"^[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+$")
 
 

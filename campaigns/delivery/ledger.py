@@ -303,6 +303,19 @@ class Ledger:
         """Rows of this campaign ready to go now."""
         return self._count(self._ready(now))
 
+    def release_held(self, connection: Connection, now: datetime) -> int:
+        """Let this campaign's messages held for quiet hours go now."""
+        statement = (
+            update(sends)
+            .where(
+                sends.c.campaign == self.campaign,
+                sends.c.status == "queued",
+                sends.c.next_attempt_at > now,
+            )
+            .values(next_attempt_at=None, updated_at=now)
+        )
+        return connection.execute(statement).rowcount
+
     def held(self, now: datetime) -> tuple[int, datetime | None]:
         """Rows of this campaign waiting for quiet hours to end, and the earliest end."""
         query = select(func.count(), func.min(sends.c.next_attempt_at)).where(

@@ -132,6 +132,8 @@ class CampaignRun:
                 window, zone = self.settings.policy.quiet_hours, self.settings.clinic.timezone
                 holds = holds_for(connection, window, zone, self.clock())
             self.report.enqueued = self.audience.enqueue(connection, holds)
+            if not quiet_hours:  # the owner means it: what an earlier run held goes now too
+                self.ledger.release_held(connection, self.clock())
         if holds is not None and holds.any:
             self.report.held, self.report.held_until = self.ledger.held(self.clock())
 

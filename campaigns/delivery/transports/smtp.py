@@ -84,9 +84,13 @@ class SmtpTransport:
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if len(failures) == len(outcomes):
             await self.close()
-            raise TransportUnavailable(
-                f"smtp: cannot reach {self.config.host}:{self.config.port}: {failures[0]}"
-            )
+            where = f"{self.config.host}:{self.config.port}"
+            if isinstance(failures[0], aiosmtplib.SMTPAuthenticationError):
+                raise TransportUnavailable(
+                    f"smtp: {where} refused the login of smtp.username {self.config.username!r} "
+                    f"(check REBOOK_SMTP__PASSWORD): {failures[0]}"
+                )
+            raise TransportUnavailable(f"smtp: cannot reach {where}: {failures[0]}")
 
     def share(self, fraction: float) -> None:
         if self._bucket is not None:
