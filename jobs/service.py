@@ -225,6 +225,10 @@ class Service:
             self._plan(name, scheduled_for)
             return
         self._plan(name, self._next_time(campaign.schedule, scheduled_for))
+        if name in self.active:  # runs longer than its schedule: one at a time per worker
+            event(log, "run skipped: the previous run is still going", level=logging.WARNING,
+                  campaign=name, scheduled_for=self._local(scheduled_for))  # fmt: skip
+            return
         await self._track(self._run(name, scheduled_for), name)
 
     async def _track(self, work, name: str) -> None:

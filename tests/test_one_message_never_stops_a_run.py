@@ -109,3 +109,11 @@ def test_preview_of_a_poisoned_client_says_why_without_a_traceback(clinic):
     assert "no message can be built for 'crlf@example.com'" in result.err
     idna = clinic.rebook("preview", "poison", "--client", "jo@exämple.com", "--format", "eml")
     assert idna.code == 0 and "<jo@xn--exmple-cua.com>" in idna.out
+
+
+def test_history_finds_a_row_whose_address_is_malformed(clinic):
+    with SmtpServer() as smtp:
+        settings, engine = poisoned_clinic(clinic, smtp.port)
+        run(engine, settings, "poison")
+    shown = clinic.rebook("history", "not-an-address")
+    assert shown.code == 0 and "is not an email address" in shown.out

@@ -63,7 +63,11 @@ def clients_of(connection: Connection, email: str) -> list[str]:
 def client_history(
     connection: Connection, email: str
 ) -> tuple[list[HistoryEntry], Suppression | None]:
-    email = address(email)
+    """Found by any spelling; even a malformed address a row holds can be looked up."""
+    try:
+        email = address(email)
+    except UserError:
+        email = email.strip().lower()
     ids = clients_of(connection, email)
     rows = connection.execute(
         select(sends)
