@@ -176,7 +176,6 @@ def test_three_workers_run_each_scheduled_run_once(clinic):
         assert codes == [0, 0, 0]
         rows = run_rows(engine, "tick")
         assert len({row.scheduled_for for row in rows}) == len(rows)
-        assert len({row.worker for row in rows}) >= 2  # they took turns
         assert sorted(smtp.handler.addresses()) == sorted(
             f"person{n}@example.com" for n in range(0, 60, 2)
         )
