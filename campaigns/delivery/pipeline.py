@@ -35,7 +35,7 @@ from campaigns.store.secrets import web_secret
 from campaigns.store.tables import clients
 
 CLAIM_BATCH = 200  # rows claimed and rendered at a time
-RATE_SHARE_EVERY = 1.0  # seconds between counts of the workers sharing rate_limit
+RATE_SHARE_EVERY = 0.25  # seconds between counts of the workers sharing rate_limit
 Clock = Callable[[], datetime]
 Progress = Callable[[int, int], None]  # (messages done, messages to do)
 
