@@ -29,7 +29,7 @@ from sqlalchemy.exc import OperationalError
 
 from campaigns.clients import csv_rows
 from campaigns.errors import BadRow, CsvError
-from campaigns.store.database import BUSY_TIMEOUT_MS
+from campaigns.store.database import BUSY_TIMEOUT_MS, REFRESH_STATISTICS_FROM, refresh_statistics
 from campaigns.store.prepared import PreparedStatement
 from campaigns.store.tables import (
     client_suppressions,
@@ -41,6 +41,7 @@ from campaigns.store.tables import (
 from campaigns.store.upsert import insert_for
 
 BATCH_ROWS = 2_000  # rows per INSERT … ON CONFLICT round trip
+_TABLES = {"clients": ("clients", "client_tags"), "visits": ("visits",)}  # what an import writes
 _PG_IMPORT_LOCK = 0x7265626F6F6B + 1  # one import at a time, as SQLite's write lock gives
 _UNKNOWN_CLIENT = "is not an imported client"
 _INSERTED = literal_column("xmax = 0", Boolean)  # PostgreSQL: the row is new, not updated
@@ -124,6 +125,8 @@ def import_file(
             transaction.rollback()
         else:
             transaction.commit()
+    if not dry_run and report.inserted + report.updated >= REFRESH_STATISTICS_FROM:
+        refresh_statistics(engine, *_TABLES[kind])
     return report
 
 

@@ -108,8 +108,13 @@ class Audience:
             return case(*((not_(self._had(name)), name) for name in self.articles), else_=None)
         return literal(period_key(self.campaign, self.now))
 
-    def filters(self) -> list[tuple[str, ColumnElement[bool]]]:
-        """Each reason a member is left out, as (reason, condition that keeps them)."""
+    def filters(self, *, detailed: bool = True) -> list[tuple[str, ColumnElement[bool]]]:
+        """Each reason a member is left out, as (reason, condition that keeps them).
+
+        ``detailed`` tells a ledger row's kinds apart (sent, waiting, refused)
+        for ``explain``; the audience itself asks once whether the key is
+        spent, a condition PostgreSQL plans well whatever its statistics say.
+        """
         reasons = []
         if self.campaign.marketing:
             reasons.append(("no marketing consent", clients.c.marketing_consent.is_(True)))
@@ -129,13 +134,15 @@ class Audience:
             )
         if self.articles:
             reasons.append(("had every article", self.key_column().is_not(None)))
-        else:
+        elif detailed:
             key = self.key_column()
             reasons += [
                 ("already sent", not_(self._had(key, ("sent",)))),
                 ("already queued or waiting for a retry", not_(self._had(key, WAITING))),
                 ("refused or bounced before", not_(self._had(key, ("failed",)))),
             ]
+        else:
+            reasons.append(("already had it", not_(self._had(self.key_column()))))
         if self.cap is not None and self.campaign.marketing:
             reasons.append((f"reached the marketing cap of {self.cap}", self._under_cap(self.cap)))
         return reasons
@@ -161,7 +168,8 @@ class Audience:
             select(clients.c.id, clients.c.email, self.key_column().label("key"), *extra)
             .select_from(self._source())
             .where(
-                *segment_conditions(self.segment, self.now), *(keep for _, keep in self.filters())
+                *segment_conditions(self.segment, self.now),
+                *(keep for _, keep in self.filters(detailed=False)),
             )
             .order_by(clients.c.id, self.key_column())
         )

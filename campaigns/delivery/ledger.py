@@ -83,7 +83,7 @@ _BARRED = barred(sends.c.email, sends.c.client_id, marketing=sends.c.marketing)
 # An appointment reminder whose appointment was cancelled, or has passed, since.
 _VISIT_GONE = sends.c.key.like(VISIT_KEY + "%") & not_(
     exists().where(
-        literal_column(f"'{VISIT_KEY}'", String) + visits.c.id == sends.c.key,
+        visits.c.id == func.substr(sends.c.key, len(VISIT_KEY) + 1),  # by primary key
         visits.c.status == literal_column("'booked'"),
         visits.c.starts_at >= bindparam("stamp"),
     )

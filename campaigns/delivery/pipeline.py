@@ -31,6 +31,7 @@ from campaigns.delivery.committer import Committer
 from campaigns.delivery.ledger import HEARTBEAT_EVERY, Claimed, Ledger, Result
 from campaigns.delivery.quiet import holds_for
 from campaigns.delivery.transports import Outcome, Outgoing, Transport
+from campaigns.store.database import REFRESH_STATISTICS_FROM, refresh_statistics
 from campaigns.store.secrets import web_secret
 from campaigns.store.tables import clients
 
@@ -134,6 +135,8 @@ class CampaignRun:
             self.report.enqueued = self.audience.enqueue(connection, holds)
             if not quiet_hours:  # the owner means it: what an earlier run held goes now too
                 self.ledger.release_held(connection, self.clock())
+        if self.report.enqueued >= REFRESH_STATISTICS_FROM:
+            refresh_statistics(self.engine, "sends")
         if holds is not None and holds.any:
             self.report.held, self.report.held_until = self.ledger.held(self.clock())
 

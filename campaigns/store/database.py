@@ -75,6 +75,24 @@ def _make_sqlite_behave(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+REFRESH_STATISTICS_FROM = 1_000  # rows written at once: enough to mislead PostgreSQL's planner
+
+
+def refresh_statistics(engine: Engine, *tables: str) -> None:
+    """PostgreSQL: ``ANALYZE`` tables a bulk write has just grown.
+
+    Autovacuum catches up within minutes, but a segment or audience query
+    planned meanwhile on "this table is empty" can take a minute instead of a
+    few milliseconds (measured: 42 s against 0.04 s for 20,000 clients).
+    SQLite plans these queries well without statistics: nothing to do there.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
+        connection.commit()
+
+
 def current_revision(connection: Connection) -> str | None:
     if not inspect(connection).has_table("alembic_version"):
         return None
