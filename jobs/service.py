@@ -29,7 +29,9 @@ from campaigns.config import Settings, load_settings
 from campaigns.durations import format_duration
 from campaigns.errors import UserError
 from jobs.logs import LOGGER, event
+from jobs.syncing import keep_in_sync
 from jobs.systemd import notify
+from jobs.web import start_web
 
 STOP_TIMEOUT = 30.0  # seconds in-flight SMTP transactions get to finish after SIGTERM
 PICKUP_EVERY = timedelta(minutes=1)  # the longest the service sleeps between looks at the queue
@@ -70,8 +72,8 @@ class Service:
         self.scheduler.start()
         self._schedule_all(starting=True)
         pickup = asyncio.create_task(self._pickup())
-        self.syncing = asyncio.create_task(self._sync_loop())
-        web, serving = await self._start_web()
+        self.syncing = asyncio.create_task(self._keep_in_sync())
+        web, serving = await start_web(self.engine, self.settings, self.clock)
         notify("READY=1")
         event(log, "service started", campaigns=len(self._scheduled()), worker=_worker())
         await self.stop.wait()
@@ -134,7 +136,7 @@ class Service:
             return
         self.settings = settings
         if self.syncing is None or self.syncing.done():  # [sync] may be new
-            self.syncing = asyncio.create_task(self._sync_loop())
+            self.syncing = asyncio.create_task(self._keep_in_sync())
         self._schedule_all(starting=False)
         event(log, "config reloaded", campaigns=len(self._scheduled()))
 
@@ -329,71 +331,8 @@ class Service:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=wait)
 
-    # -- the web endpoint ----------------------------------------------------------------
-
-    async def _start_web(self):
-        """Serve one-click unsubscribe on ``[web] listen``, on this event loop.
-
-        When the address is taken (another worker on this machine serves it),
-        the service goes on without: any worker's endpoint honours any link.
-        """
-        from campaigns.store.secrets import web_secret
-        from jobs.web import make_app, make_server
-
-        with self.engine.connect() as connection:
-            secret = web_secret(connection, self.settings.web.secret)
-        app = make_app(self.engine, secret, self.settings.clinic.name, self.clock)
-        server = make_server(app, self.settings.web.listen)
-        serving = asyncio.create_task(_serve_quietly(server))
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.02)
-        if not server.started:
-            event(log, "web endpoint not started: the address is in use or refused",
-                  level=logging.WARNING, listen=self.settings.web.listen)  # fmt: skip
-            return None, serving
-        event(log, "web endpoint listening", listen=self.settings.web.listen,
-              public_url=self.settings.web.public_url)  # fmt: skip
-        return server, serving
-
-    # -- picking up the practice software's exports -------------------------------------
-
-    async def _sync_loop(self) -> None:
-        """Import changed ``[sync]`` files every ``[sync] every``, in a thread: imports are long."""
-        from campaigns.clients.sync import sync_files
-
-        while not self.stop.is_set() and self.settings.sync is not None:
-            try:
-                results = await asyncio.to_thread(
-                    sync_files, self.engine, self.settings, self.clock()
-                )
-            except Exception:
-                log.exception("sync failed")
-                results = []
-            for result in results:
-                _log_sync(result)
-            if any(result.outcome == "imported" for result in results):
-                self.wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), self.settings.sync.every.total_seconds())
-
-
-async def _serve_quietly(server) -> None:
-    """uvicorn exits the process when it cannot bind: here that only ends this task."""
-    with contextlib.suppress(SystemExit):
-        await server.serve()
-
-
-def _log_sync(result) -> None:
-    if result.outcome == "imported":
-        report = result.report
-        event(log, "sync imported", file=str(result.path), kind=result.kind,
-              inserted=report.inserted, updated=report.updated, unchanged=report.unchanged,
-              rejected=report.rejected_count)  # fmt: skip
-    elif result.outcome == "rejected":
-        event(log, "sync rejected: the data stay as they were", level=logging.ERROR,
-              file=str(result.path), reason=result.detail)  # fmt: skip
-    elif result.outcome == "missing":
-        event(log, "sync file missing", level=logging.WARNING, reason=result.detail)
+    def _keep_in_sync(self):
+        return keep_in_sync(self.engine, lambda: self.settings, self.clock, self.stop, self.wake)
 
 
 def _counts(report) -> dict[str, int]:

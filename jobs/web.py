@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import logging
 from collections.abc import Callable
 from datetime import datetime
 
@@ -31,7 +32,9 @@ from starlette.routing import Route
 
 from campaigns.content.tokens import read_token
 from campaigns.delivery.suppression import resubscribe_client, unsubscribe_client
+from jobs.logs import LOGGER, event
 
+log = logging.getLogger(LOGGER)
 MAX_BODY = 4_096  # bytes: the one-click body is 26; a form from our own page is as short
 
 PAGE = """<!doctype html>
@@ -187,3 +190,32 @@ def make_server(app, listen: str):
         h11_max_incomplete_event_size=16_384,
     )  # fmt: skip
     return Server(config)
+
+
+async def start_web(engine: Engine, settings, clock: Callable[[], datetime]):
+    """Serve the endpoint on ``[web] listen`` on the running loop: (server or None, its task).
+
+    When the address is taken (another worker on this machine serves it),
+    the service goes on without: any worker's endpoint honours any link.
+    """
+    from campaigns.store.secrets import web_secret
+
+    with engine.connect() as connection:
+        secret = web_secret(connection, settings.web.secret)
+    server = make_server(make_app(engine, secret, settings.clinic.name, clock), settings.web.listen)
+    serving = asyncio.create_task(_serve_quietly(server))
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.02)
+    if not server.started:
+        event(log, "web endpoint not started: the address is in use or refused",
+              level=logging.WARNING, listen=settings.web.listen)  # fmt: skip
+        return None, serving
+    event(log, "web endpoint listening", listen=settings.web.listen,
+          public_url=settings.web.public_url)  # fmt: skip
+    return server, serving
+
+
+async def _serve_quietly(server) -> None:
+    """uvicorn exits the process when it cannot bind: here that only ends this task."""
+    with contextlib.suppress(SystemExit):
+        await server.serve()
