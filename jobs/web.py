@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from campaigns.content.tokens import read_token
 from campaigns.delivery.suppression import resubscribe_client, unsubscribe_client
+from campaigns.store.database import write_transaction
 from jobs.logs import LOGGER, event
 
 log = logging.getLogger(LOGGER)
@@ -164,8 +165,7 @@ async def _small_form(request: Request) -> dict[str, str] | None:
 
 
 def _write(engine: Engine, change, *args) -> None:
-    writing = engine.connect().execution_options(sqlite_immediate=True)
-    with writing as connection, connection.begin():
+    with write_transaction(engine) as connection:
         change(connection, *args)
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from campaigns.clients.importer import ImportReport, import_file
 from campaigns.config import Settings
 from campaigns.errors import CsvError
+from campaigns.store.database import write_transaction
 from campaigns.store.tables import app_state
 from campaigns.store.upsert import insert_for
 
@@ -96,6 +97,5 @@ def _store(engine: Engine, kind: str, value: str, now: datetime) -> None:
     statement = statement.on_conflict_do_update(
         index_elements=["name"], set_={"value": value, "created_at": now}
     )
-    writing = engine.connect().execution_options(sqlite_immediate=True)
-    with writing as connection, connection.begin():
+    with write_transaction(engine) as connection:
         connection.execute(statement)

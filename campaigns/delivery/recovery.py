@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from campaigns.store.database import write_transaction
 from campaigns.store.tables import runs, sends, workers
 
 DEAD_AFTER = timedelta(
@@ -31,8 +32,7 @@ def recover_orphans(engine: Engine, now: datetime, keep: str | None = None) -> i
     ``runs`` it left running are closed as failed. Returns how many rows.
     """
     host = socket.gethostname()
-    writing = engine.connect().execution_options(sqlite_immediate=True)
-    with writing as connection, connection.begin():
+    with write_transaction(engine) as connection:
         dead = [
             row
             for row in connection.execute(select(workers))

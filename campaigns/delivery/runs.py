@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from campaigns.store.database import write_transaction
 from campaigns.store.tables import runs
 from campaigns.store.upsert import insert_for
 
@@ -67,8 +68,7 @@ def _insert(engine, campaign, scheduled_for, now, outcome, detail) -> int | None
         .on_conflict_do_nothing(index_elements=["campaign", "scheduled_for"])
         .returning(runs.c.id)
     )
-    writing = engine.connect().execution_options(sqlite_immediate=True)
-    with writing as connection, connection.begin():
+    with write_transaction(engine) as connection:
         return connection.execute(statement).scalar()
 
 
@@ -81,8 +81,7 @@ def finish_run(engine: Engine, run_id: int, now: datetime, outcome: str, detail:
         .where(runs.c.id == run_id)
         .values(finished_at=now, outcome=outcome, detail=detail[:2000], **kept)
     )
-    writing = engine.connect().execution_options(sqlite_immediate=True)
-    with writing as connection, connection.begin():
+    with write_transaction(engine) as connection:
         connection.execute(statement)
 
 

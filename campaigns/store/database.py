@@ -8,6 +8,8 @@ when a connection asks for it with ``execution_options(sqlite_immediate=True)``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, inspect, text
@@ -73,6 +75,14 @@ def _make_sqlite_behave(engine: Engine) -> None:
     def _on_begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get("sqlite_immediate", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """One writing transaction; on SQLite it takes the write lock at BEGIN (see above)."""
+    connection = engine.connect().execution_options(sqlite_immediate=True)
+    with connection, connection.begin():
+        yield connection
 
 
 REFRESH_STATISTICS_FROM = 1_000  # rows written at once: enough to mislead PostgreSQL's planner
