@@ -8,7 +8,7 @@ naming the key.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time, timedelta
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -53,6 +53,7 @@ class Rate:
 
     count: int
     per: timedelta
+    spelling: str = field(default="", compare=False)  # as the owner wrote it: "2/7d", not "2/w"
 
     @classmethod
     def parse(cls, text: str) -> Rate:
@@ -64,13 +65,16 @@ class Rate:
         periods = int(match[2] or 1)
         if periods == 0:
             raise ValueError(f"the period of {text!r} is zero")
-        return cls(int(match[1]), _bounded(periods * UNITS[match[3]], text))
+        per = _bounded(periods * UNITS[match[3]], text)
+        return cls(int(match[1]), per, f"{int(match[1])}/{match[2]}{match[3]}")
 
     @property
     def per_second(self) -> float:
         return self.count / self.per.total_seconds()
 
     def __str__(self) -> str:
+        if self.spelling:
+            return self.spelling
         period = format_duration(self.per)
         if period[0] == "1" and period[1:] in UNITS:
             period = period[1:]  # "10/s", not "10/1s"

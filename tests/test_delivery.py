@@ -260,7 +260,7 @@ def test_the_marketing_cap_counts_every_marketing_campaign(clinic, smtp):
     )
     assert run(engine, capped, "book").outcomes == {"sent": 3}
     series = run(engine, capped, "series", at=NOW + timedelta(days=1))
-    assert series.outcomes == {} and series.left_out["reached the marketing cap of 1/w"] == 3
+    assert series.outcomes == {} and series.left_out["reached the marketing cap of 1/7d"] == 3
     reminder = run(engine, capped, "reminder", at=NOW + timedelta(days=1))  # transactional: no cap
     assert reminder.outcomes == {"sent": 2}
     later = run(engine, capped, "series", at=NOW + timedelta(days=8))

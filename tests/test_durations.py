@@ -30,6 +30,13 @@ def test_bad_durations_say_what_is_expected(text):
 def test_rates():
     assert Rate.parse("10/s") == Rate(10, timedelta(seconds=1))
     assert Rate.parse("2/7d") == Rate(2, timedelta(days=7))
+    assert Rate.parse("2/1w") == Rate.parse("2/7d")
+
+
+@pytest.mark.parametrize("text", ["2/7d", "10/s", "1/w", "2/1w", "5/90m"])
+def test_a_rate_prints_as_the_owner_wrote_it(text):
+    assert str(Rate.parse(f" {text.replace('/', ' / ')} ")) == text
+    assert str(Rate(2, timedelta(days=7))) == "2/w"  # one made in code: its shortest spelling
     assert Rate.parse("10/s").per_second == 10
     for bad in ["10", "0/s", "10/0s", "ten/s"]:
         with pytest.raises(ValueError):
