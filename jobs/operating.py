@@ -34,17 +34,46 @@ def status(app: App, as_json: bool) -> int:
       rebook status --json
     """
     from campaigns.planning import status as campaign_status
+    from campaigns.store.presence import services
 
     zone = app.settings.clinic.timezone
     with app.engine.connect() as connection:
         report = campaign_status(connection, app.settings, app.now())
+        seen = services(connection)
     for problem in (c.problem for c in report.campaigns if c.problem):
         console.warn(problem)
     if as_json:
-        console.print_json(_status_json(report, zone))
+        console.print_json(
+            _status_json(report, zone) | {"services": _services_json(seen, report.now, zone)}
+        )
     else:
+        click.echo(_services_line(seen, report.now, zone))
         _print_status(report, zone)
     return EXIT_OK
+
+
+def _services_line(seen, now: datetime, zone) -> str:
+    """Whether ``rebook run`` is up: scheduled runs happen only if it is."""
+    running = [presence for presence in seen if presence.running(now)]
+    if running:
+        where = ", ".join(
+            f"pid {p.pid} on {p.host} since {shown(p.started_at, zone)}" for p in running
+        )
+        return f"rebook run: running ({where})"
+    wait = "scheduled runs wait until it starts"
+    if seen:
+        last = seen[0]
+        return (
+            f"rebook run: NOT RUNNING: last seen {shown(last.seen_at, zone)}, pid {last.pid} on "
+            f"{last.host}, which stopped without saying so; {wait}"
+        )
+    return f"rebook run: not running (stopped, or never started on this database); {wait}"
+
+
+def _services_json(seen, now: datetime, zone) -> list[dict]:
+    return [{"host": p.host, "pid": p.pid, "running": p.running(now),
+             "started_at": _iso(p.started_at, zone), "seen_at": _iso(p.seen_at, zone)}
+            for p in seen]  # fmt: skip
 
 
 def _print_status(report, zone) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from campaigns.config import Settings, load_settings
 from campaigns.durations import format_duration
 from campaigns.errors import UserError
+from campaigns.store import presence as presence_of
 from jobs.logs import LOGGER, event
 from jobs.syncing import keep_in_sync
 from jobs.systemd import notify
@@ -72,6 +73,7 @@ class Service:
         self.scheduler.start()
         self._schedule_all(starting=True)
         pickup = asyncio.create_task(self._pickup())
+        presence = asyncio.create_task(self._stay_present())
         self.syncing = asyncio.create_task(self._keep_in_sync())
         web, serving = await start_web(self.engine, self.settings, self.clock)
         notify("READY=1")
@@ -81,12 +83,14 @@ class Service:
         event(log, "stopping", running=len(self.tasks))
         self.scheduler.pause()  # no new runs; the ones going finish their messages
         pickup.cancel()
+        presence.cancel()
         self.syncing.cancel()
         await self._finish_running()
         if web is not None:
             web.should_exit = True
             await serving
         self.scheduler.shutdown(wait=False)
+        await asyncio.to_thread(presence_of.withdraw, self.engine, presence_of.this_service())
         self.engine.dispose()
         event(log, "stopped")
         return 0
@@ -330,6 +334,19 @@ class Service:
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=wait)
+
+    async def _stay_present(self) -> None:
+        """Tell ``rebook status`` this service is up, every ``SEEN_EVERY``."""
+        name, started = presence_of.this_service(), self.clock()
+        await asyncio.to_thread(presence_of.clear_the_dead, self.engine)
+        while True:
+            try:
+                await asyncio.to_thread(
+                    presence_of.announce, self.engine, name, started, self.clock()
+                )
+            except Exception:  # a busy or unreachable database: say so, try again next time
+                log.warning("could not record that the service is up", exc_info=True)
+            await asyncio.sleep(presence_of.SEEN_EVERY.total_seconds())
 
     def _keep_in_sync(self):
         return keep_in_sync(self.engine, lambda: self.settings, self.clock, self.stop, self.wake)

@@ -260,3 +260,55 @@ def test_after_kill_9_a_restart_recovers_what_was_in_flight_without_waiting_for_
     assert len(smtp.handler.addresses()) - 40 <= 2  # at most one per connection, sent again
     [run] = run_rows(engine, "big")
     assert run.outcome == "failed" and "stopped before the run finished" in run.detail
+
+
+def status_line(clinic: Clinic) -> str:
+    result = clinic.rebook("status")
+    assert result.code == 0, result.err
+    return result.out.splitlines()[0]
+
+
+def test_status_says_whether_the_service_is_up(clinic):
+    import json
+
+    from campaigns.store.tables import app_state
+
+    with SmtpServer() as smtp:
+        clinic_with(clinic, smtp.port)
+        add_campaign(clinic, "tick", "every 1h")
+        assert status_line(clinic).startswith("rebook run: not running (stopped, or never")
+        with RunningService(clinic.folder) as service:
+            service.wait_for("service started")
+            deadline = time.monotonic() + 10
+            while (
+                "running (pid" not in (line := status_line(clinic)) and time.monotonic() < deadline
+            ):
+                time.sleep(0.2)
+            assert line.startswith(f"rebook run: running (pid {service.process.pid} on ")
+            as_json = json.loads(clinic.rebook("status", "--json").out)
+            assert [s["pid"] for s in as_json["services"] if s["running"]] == [service.process.pid]
+            assert service.stop() == 0
+        assert status_line(clinic).startswith("rebook run: not running")
+        with RunningService(clinic.folder) as killed:
+            killed.wait_for("service started")
+            while "running (pid" not in status_line(clinic):
+                time.sleep(0.2)
+            killed.signal(signal.SIGKILL)
+            killed.process.wait()
+        engine = clinic.engine()
+        with engine.begin() as connection:  # as if a minute had passed since it died
+            row = connection.execute(select(app_state).where(app_state.c.name.like("service:%")))
+            name, value = row.one()[:2]
+            record = json.loads(value) | {"seen_at": "2026-01-01T00:00:00+00:00"}
+            connection.execute(
+                app_state.update().where(app_state.c.name == name).values(value=json.dumps(record))
+            )
+        line = status_line(clinic)
+        assert line.startswith("rebook run: NOT RUNNING: last seen Thu 2026-01-01 08:00 AWST")
+        assert f"pid {killed.process.pid}" in line and "stopped without saying so" in line
+        with RunningService(clinic.folder) as again:  # the same host: the dead one's row goes
+            again.wait_for("service started")
+            while f"running (pid {again.process.pid}" not in status_line(clinic):
+                time.sleep(0.2)
+            assert again.stop() == 0
+        assert status_line(clinic).startswith("rebook run: not running (stopped")
