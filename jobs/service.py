@@ -36,6 +36,10 @@ from jobs.web import start_web
 
 STOP_TIMEOUT = 30.0  # seconds in-flight SMTP transactions get to finish after SIGTERM
 PICKUP_EVERY = timedelta(minutes=1)  # the longest the service sleeps between looks at the queue
+STOPPED_SHORT = (
+    "stopped before it finished: the service was stopped at once; "
+    "what it had not sent goes when rebook run starts again"
+)
 HELP_WAIT = 30.0  # seconds a worker that lost a run looks for what the winner enqueues
 HELP_POLL = 0.5  # seconds between those looks
 
@@ -252,7 +256,13 @@ class Service:
             self.active.discard(name)
 
         task.add_done_callback(forget)
-        await asyncio.shield(task)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not self.stop.is_set():
+                raise
+            # Stopping, and the run was cut short (a second signal, or STOP_TIMEOUT): it has
+            # said so itself; the scheduler's job ends quietly rather than with a traceback.
 
     # -- running ------------------------------------------------------------------------
 
@@ -272,6 +282,10 @@ class Service:
         event(log, "run started", campaign=name, scheduled_for=self._local(scheduled_for))
         try:
             report = await run_campaign(self.engine, self.settings, name, stop=self.stop)
+        except asyncio.CancelledError:
+            finish_run(self.engine, run_id, self.clock(), "failed", STOPPED_SHORT)
+            event(log, "run stopped before it finished", level=logging.WARNING, campaign=name)
+            raise
         except Exception as error:
             log.exception("run failed", extra={"fields": {"campaign": name}})
             reason = f"{type(error).__name__}: {error}"

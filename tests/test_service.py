@@ -312,3 +312,21 @@ def test_status_says_whether_the_service_is_up(clinic):
                 time.sleep(0.2)
             assert again.stop() == 0
         assert status_line(clinic).startswith("rebook run: not running (stopped")
+
+
+def test_a_second_sigterm_stops_at_once_and_records_the_run_as_stopped(clinic):
+    """The run cut short says so in the runs table and the log, without a traceback."""
+    with SmtpServer() as smtp:
+        smtp.handler.data_delay = 5.0  # each message takes longer than anyone waits
+        _, engine = clinic_with(clinic, smtp.port, people=20)
+        add_campaign(clinic, "slow", "every 1h")
+        with RunningService(clinic.folder) as service:
+            service.wait_for("run started")
+            time.sleep(0.5)
+            service.signal(signal.SIGTERM)
+            service.wait_for("stopping")
+            service.signal(signal.SIGTERM)
+            assert service.stop(timeout=30) == 0, service.log()
+    assert "Traceback" not in service.log(), service.log()
+    [row] = run_rows(engine, "slow")
+    assert row.outcome == "failed" and "stopped" in row.detail, row
