@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from campaigns import timing
 from campaigns.config import Campaign, Settings
+from campaigns.delivery.quiet import clinic_quiet_until
 from campaigns.delivery.runs import RunRecord, last_runs
 from campaigns.errors import UserError
 from campaigns.store.tables import client_suppressions, sends, suppressions
@@ -187,7 +188,7 @@ def plan(
     plans = []
     for name, campaign in settings.campaigns.items():
         times, problem = scheduled_times(name, campaign, settings.clinic.timezone, after, runs)
-        planned = [PlannedRun(at, _quiet_end(settings, campaign, at)) for at in times]
+        planned = [PlannedRun(at, clinic_quiet_until(settings, campaign, at)) for at in times]
         reach = None
         if start is None and campaign.enabled and problem is None:
             moment = times[0] if times else now  # by hand: as if sent now
@@ -197,13 +198,6 @@ def plan(
             CampaignPlan(name, campaign.kind, state_of(campaign), schedule, planned, reach, problem)
         )
     return plans
-
-
-def _quiet_end(settings: Settings, campaign: Campaign, at: datetime) -> datetime | None:
-    window = settings.policy.quiet_hours
-    if window is None or not campaign.marketing:
-        return None
-    return timing.quiet_until(window, settings.clinic.timezone, at)
 
 
 def _reach_or_problem(connection, settings, name, now, moment) -> tuple[Reach | None, str | None]:

@@ -29,7 +29,7 @@ from campaigns.content.tokens import make_token, unsubscribe_url
 from campaigns.delivery.audience import VISIT_KEY, Audience
 from campaigns.delivery.committer import Committer
 from campaigns.delivery.ledger import HEARTBEAT_EVERY, Claimed, Ledger, Result
-from campaigns.delivery.quiet import holds_for
+from campaigns.delivery.quiet import clinic_quiet_until, holds_for
 from campaigns.delivery.transports import Outcome, Outgoing, Transport
 from campaigns.store.database import REFRESH_STATISTICS_FROM, refresh_statistics
 from campaigns.store.secrets import web_secret
@@ -68,11 +68,8 @@ class RunReport:
 
 def quiet_hours_now(settings: Settings, campaign, now: datetime) -> str | None:
     """The quiet hours, if ``now`` is inside them and the campaign is marketing."""
-    window = settings.policy.quiet_hours
-    if window is None or not campaign.marketing:
-        return None
-    local = now.astimezone(settings.clinic.timezone)
-    return str(window) if window.contains(local.time()) else None
+    held = clinic_quiet_until(settings, campaign, now) is not None
+    return str(settings.policy.quiet_hours) if held else None
 
 
 def retry_at(settings: Settings, attempts: int, now: datetime) -> datetime | None:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import ColumnElement, case, cast, literal, null, select
 from sqlalchemy.engine import Connection
 
+from campaigns.config import Campaign, Settings
 from campaigns.durations import DailyWindow
 from campaigns.store.tables import UTCDateTime, clients
 from campaigns.timing import quiet_until
@@ -51,6 +52,14 @@ def _value(moment: datetime | None) -> ColumnElement:
 def no_hold() -> ColumnElement:
     """A typed NULL: PostgreSQL reads a bare NULL in a subquery as text."""
     return cast(null(), UTCDateTime)
+
+
+def clinic_quiet_until(settings: Settings, campaign: Campaign, at: datetime) -> datetime | None:
+    """When the clinic's quiet hours holding ``campaign`` at ``at`` end; None if they don't."""
+    window = settings.policy.quiet_hours
+    if window is None or not campaign.marketing:
+        return None
+    return quiet_until(window, settings.clinic.timezone, at)
 
 
 def holds_for(
