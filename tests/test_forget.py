@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import String, Text, insert, select, text
 
-from campaigns.delivery.ledger import Ledger
+from campaigns.delivery.ledger import Ledger, Result
 from campaigns.delivery.suppression import unsubscribe_client
 from campaigns.store.tables import (
     client_suppressions,
@@ -164,6 +164,27 @@ def test_a_row_claimed_when_its_client_is_forgotten_does_not_leave(clinic):
         assert connection.execute(select(sends.c.email, sends.c.status)).all() == [
             ("person2@example.com", "sending")
         ]
+
+
+def test_a_bounce_of_a_message_in_flight_when_forgotten_stores_no_address(clinic):
+    _, engine = clinic_with(clinic, free_port())
+    with engine.begin() as connection:
+        connection.execute(
+            insert(sends).values(
+                campaign="book", client_id="c000", key="once", marketing=True,
+                email="person0@example.com", status="queued", created_at=NOW, updated_at=NOW,
+            )
+        )  # fmt: skip
+    worker = Ledger(engine, "book", "waso.example")
+    [claimed] = worker.claim(10, NOW)
+    assert worker.commit([claimed.id], [], NOW) == set()  # it leaves: the SMTP transaction starts
+    assert clinic.rebook("forget", "person0@example.com", "--yes").code == 0
+    refused = Result(claimed.id, "failed", "550 5.1.1 <person0@example.com> unknown", None,
+                     bounced_address="person0@example.com")  # fmt: skip
+    worker.commit([], [refused], NOW)
+    worker.close()
+    assert clinic.rows(suppressions, "address") == []
+    assert "person0" not in every_text(clinic)
 
 
 def test_forget_is_all_or_nothing(clinic):

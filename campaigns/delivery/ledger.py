@@ -121,7 +121,8 @@ _SKIP = (
         updated_at=bindparam("stamp"),
     )
 )
-_SENDING = select(sends.c.id).where(sends.c.id == bindparam("row_id"), sends.c.status == "sending")
+_ROW = select(sends.c.id).where(sends.c.id == bindparam("row_id"))
+_SENDING = _ROW.where(sends.c.status == "sending")
 _RECORD = (
     update(sends)
     .where(sends.c.id == bindparam("row_id"))
@@ -268,14 +269,14 @@ class Ledger:
         barred = set()
         for row_id in starting:
             self._prepared(_SKIP).run(cursor, [{"row_id": row_id}], stamp=now)
-            if cursor.rowcount:
+            if cursor.rowcount or not self._found(cursor, _SENDING, row_id):
                 barred.add(row_id)
-            else:
-                sending = self._prepared(_SENDING)
-                cursor.execute(sending.sql, sending.rows([{"row_id": row_id}])[0])
-                if cursor.fetchone() is None:
-                    barred.add(row_id)
         return barred
+
+    def _found(self, cursor, query, row_id: int) -> bool:
+        prepared = self._prepared(query)
+        cursor.execute(prepared.sql, prepared.rows([{"row_id": row_id}])[0])
+        return cursor.fetchone() is not None
 
     def _prepared(self, statement) -> PreparedStatement:
         if statement not in self._statements:
@@ -308,8 +309,8 @@ class Ledger:
                 "detail": r.reply[:2000],
                 "created_at": now,
             }
-            for r in results
-            if r.bounced_address
+            for r in results  # a row gone was a forgotten client's: store nothing of it
+            if r.bounced_address and self._found(cursor, _ROW, r.id)
         ]
         if bounces:
             self._prepared(suppression_insert(self.engine.dialect.name)).run(cursor, bounces)
