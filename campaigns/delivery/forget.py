@@ -6,11 +6,12 @@ What goes, in one transaction (a failure leaves everything as it was):
 - every suppression row of every address they had (the ledger remembers
   old ones), replaced by a keyed hash of each address in ``forgotten``
   (``campaigns.store.forgotten``), so no later import or send reaches it;
-- their ledger rows. Rows still waiting (queued, held, claimed, deferred,
-  skipped, error) are deleted: they will never be sent, and a worker that had
-  claimed one finds it gone and sends nothing. Rows that ended (sent, failed)
-  stay, because ``status`` and reports count them, but nothing in them points
-  at the person any more: the client id becomes a random stand-in
+- their ledger rows. Rows not yet ended (queued, held, claimed, in flight,
+  deferred, skipped, error) are deleted: they will never be sent; a worker
+  that had claimed one finds it gone and sends nothing, and one whose message
+  was already in flight records nothing of it, not even a bounce. Rows that
+  ended (sent, failed) stay, because ``status`` and reports count them, but
+  nothing in them points at the person any more: the client id becomes a random stand-in
   (``erased-…``, unrelated to the hashes, so knowing the address does not
   find them), the address, the server's reply (which often quotes the
   address) and the Message-ID (which the provider's logs tie to the

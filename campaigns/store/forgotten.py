@@ -15,7 +15,6 @@ Hashing costs about a microsecond, so the importer hashes every row.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Iterable
 from datetime import datetime
@@ -35,7 +34,8 @@ class ForgetHasher:
         self._key = key
 
     def _hash(self, kind: str, value: str) -> str:
-        return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+        # hmac.digest is OpenSSL's one call: about half the cost of hmac.new(...).hexdigest()
+        return hmac.digest(self._key, f"{kind}:{value}".encode(), "sha256").hex()
 
     def address(self, address: str) -> str:
         return self._hash("address", address)
