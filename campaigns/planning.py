@@ -20,6 +20,7 @@ from campaigns.config import Campaign, Settings
 from campaigns.delivery.quiet import clinic_quiet_until
 from campaigns.delivery.runs import RunRecord, last_runs
 from campaigns.errors import UserError
+from campaigns.store.forgotten import count_forgotten
 from campaigns.store.tables import client_suppressions, sends, suppressions
 
 SCHEDULED, BY_HAND, DISABLED = "scheduled", "by hand only", "disabled"
@@ -107,6 +108,8 @@ def suppression_counts(connection: Connection) -> tuple[dict[str, int], int]:
     reason = suppressions.c.reason
     query = select(reason, func.count()).group_by(reason).order_by(reason)
     by_reason = {row[0]: row[1] for row in connection.execute(query)}
+    if forgotten := count_forgotten(connection):  # kept apart, as keyed hashes
+        by_reason["forgotten"] = by_reason.get("forgotten", 0) + forgotten
     return by_reason, connection.execute(
         select(func.count()).select_from(client_suppressions)
     ).scalar()

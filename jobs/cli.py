@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from campaigns.errors import UserError
-from jobs import console, operating, sending, serving
+from jobs import console, forgetting, operating, sending, serving
 from jobs.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, App, local_time, pass_app
 
 
@@ -293,6 +293,7 @@ for command in (
     sending.send,
     sending.history,
     sending.unsubscribe,
+    forgetting.forget,
     serving.run,
     serving.sync,
     operating.status,

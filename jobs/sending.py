@@ -61,17 +61,25 @@ def history(app: App, email: str, as_json: bool) -> int:
     Example:
       rebook history jo@example.com
     """
-    from campaigns.delivery.history import client_history
+    from campaigns.delivery.history import client_history, forgotten_since
 
+    zone = app.settings.clinic.timezone
     with app.engine.connect() as connection:
+        since = forgotten_since(connection, email)
         entries, suppression = client_history(connection, email)
+    if since is not None:  # whatever a row still says, the owner asked to forget it
+        if as_json:
+            at = since.isoformat()
+            console.print_json({"email": email, "forgotten": True, "forgotten_at": at})
+        else:
+            click.echo(f"{email} was forgotten on {local_time(since, zone)}: nothing else is kept")
+        return EXIT_OK
     if as_json:
         console.print_json(
             {"email": email, "sends": [e.as_json() for e in entries],
              "suppression": suppression.as_json() if suppression else None}
         )  # fmt: skip
         return EXIT_OK
-    zone = app.settings.clinic.timezone
     console.print_table(
         f"{email}: {len(entries)} message(s)",
         ["when", "campaign", "key", "status", "tries", "reply", "message id"],
@@ -103,7 +111,10 @@ def unsubscribe(app: App, email: str) -> int:
     writing = app.engine.connect().execution_options(sqlite_immediate=True)
     with writing as connection, connection.begin():
         existing = unsubscribe_by_hand(connection, email, app.now())
-    if existing:
+    if existing and existing.reason == "forgotten":
+        since = local_time(existing.since, app.settings.clinic.timezone)
+        click.echo(f"{existing.address} was already forgotten on {since}: nothing will go to it")
+    elif existing:
         since = local_time(existing.since, app.settings.clinic.timezone)
         click.echo(f"{existing.address} was already suppressed ({existing.reason}, {since})")
     else:

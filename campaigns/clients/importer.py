@@ -30,6 +30,7 @@ from sqlalchemy.exc import OperationalError
 from campaigns.clients import csv_rows
 from campaigns.errors import BadRow, CsvError
 from campaigns.store.database import BUSY_TIMEOUT_MS, REFRESH_STATISTICS_FROM, refresh_statistics
+from campaigns.store.forgotten import ForgetHasher, forgotten_hashes, hasher
 from campaigns.store.prepared import PreparedStatement
 from campaigns.store.tables import (
     client_suppressions,
@@ -62,6 +63,7 @@ class ImportReport:
     rejected_count: int = 0
     unknown_clients: int = 0  # visits rejected because their client was not imported
     suppressed: int = 0  # rows whose address is on the suppression list; it stays there
+    forgotten: int = 0  # rows of forgotten clients (rebook forget), left out
     dry_run: bool = False
 
     @property
@@ -91,6 +93,8 @@ class ImportReport:
         )
         if self.suppressed:
             text += f" ({self.suppressed} suppressed address(es) stay suppressed)"
+        if self.forgotten:
+            text += f"; {self.forgotten} row(s) of forgotten clients left out"
         return text
 
 
@@ -112,8 +116,7 @@ def import_file(
         connection = connection.execution_options(sqlite_immediate=True)
         transaction = _begin(connection, path)
         try:
-            if connection.dialect.name == "postgresql":
-                connection.execute(text(f"SELECT pg_advisory_xact_lock({_PG_IMPORT_LOCK})"))
+            lock_imports(connection)
             _import_rows(connection, report, clinic_zone, now, progress)
             if report.rejected_count and not skip_invalid:
                 raise CsvError(path, report.rejected, total=report.rejected_count,
@@ -128,6 +131,15 @@ def import_file(
     if not dry_run and report.inserted + report.updated >= REFRESH_STATISTICS_FROM:
         refresh_statistics(engine, *_TABLES[kind])
     return report
+
+
+def lock_imports(connection: Connection) -> None:
+    """PostgreSQL: wait for any other import (or forget) to finish; held to the transaction's end.
+
+    SQLite needs nothing: its write lock, taken at BEGIN IMMEDIATE, already serialises them.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"SELECT pg_advisory_xact_lock({_PG_IMPORT_LOCK})"))
 
 
 def _begin(connection: Connection, path: Path):
@@ -155,8 +167,9 @@ def _import_rows(
     sqlite = connection.dialect.name == "sqlite"
     before = _count(connection, table) if sqlite else 0
     known = _client_ids(connection) if report.kind == "visits" else None
+    forgotten = Forgotten.load(connection, report.kind)
     changed = inserted = valid = 0
-    for batch in _batches(_valid_rows(report, clinic_zone, known, progress)):
+    for batch in _batches(_valid_rows(report, clinic_zone, known, forgotten, progress)):
         valid += len(batch)
         written, new = _upsert(connection, table, batch, now)
         changed += written
@@ -175,13 +188,40 @@ def _count(connection: Connection, table: Table) -> int:
     return connection.execute(select(func.count()).select_from(table)).scalar_one()
 
 
+@dataclass(frozen=True)
+class Forgotten:
+    """The hashes of forgotten addresses (a clients file) or client ids (a visits file)."""
+
+    hasher: ForgetHasher
+    hashes: set[str]
+
+    @classmethod
+    def load(cls, connection: Connection, kind: Kind) -> Forgotten | None:
+        """None while nobody was ever forgotten: then no row is hashed at all."""
+        hashes = forgotten_hashes(connection, "address" if kind == "clients" else "client")
+        found = hasher(connection) if hashes else None
+        return None if found is None else cls(found, hashes)
+
+    def address(self, record: dict) -> bool:
+        return self.hasher.address(record["email"]) in self.hashes
+
+    def client(self, client_id: str) -> bool:
+        return self.hasher.client(client_id) in self.hashes
+
+
 def _valid_rows(
     report: ImportReport,
     clinic_zone: tzinfo,
     known_clients: set[str] | None,
+    forgotten: Forgotten | None,
     progress: Progress | None,
 ) -> Iterator[dict]:
     """Each good row as a record; each bad one counted in ``report``.
+
+    A row of a forgotten client is left out and counted, neither imported
+    nor rejected: a clients row by its address (the same person under a new
+    id stays forgotten; under a new address, they are someone who came back),
+    a visits row by its client id when that client is not imported.
 
     ``first_lines`` (id → line) costs about 125 bytes per row (peak RSS 70 →
     200 MB at a million visits), the price of naming both lines of a duplicate.
@@ -191,9 +231,15 @@ def _valid_rows(
         try:
             if known_clients is None:
                 record = csv_rows.parse_client(row)
+                if forgotten is not None and forgotten.address(record):
+                    report.forgotten += 1
+                    continue
             else:
                 record = csv_rows.parse_visit(row, clinic_zone)
                 if record["client_id"] not in known_clients:
+                    if forgotten is not None and forgotten.client(record["client_id"]):
+                        report.forgotten += 1
+                        continue
                     report.unknown_clients += 1
                     raise ValueError(
                         f"client_id {csv_rows.excerpt(record['client_id'])} {_UNKNOWN_CLIENT}"

@@ -2,6 +2,7 @@
 
 Owns ``run`` (a campaign run), ``pipeline`` and ``workers`` (one process's
 part, and helper processes), ``audience``, ``ledger`` and ``committer``,
-``transports/`` (SMTP and Maildir), ``ratelimit`` and ``history``. The only
-package that talks to a transport; it may import every other part of ``campaigns``.
+``transports/`` (SMTP and Maildir), ``ratelimit``, ``history`` and ``forget``
+(erasing a client on request). The only package that talks to a transport;
+it may import every other part of ``campaigns``.
 """

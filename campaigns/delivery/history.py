@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from campaigns.clients.csv_rows import parse_email
 from campaigns.delivery.suppression import suppress, suppress_client
 from campaigns.errors import UserError
+from campaigns.store.forgotten import forgotten_at, hasher
 from campaigns.store.tables import client_suppressions, clients, sends, suppressions
 
 
@@ -64,10 +65,7 @@ def client_history(
     connection: Connection, email: str
 ) -> tuple[list[HistoryEntry], Suppression | None]:
     """Found by any spelling; even a malformed address a row holds can be looked up."""
-    try:
-        email = address(email)
-    except UserError:
-        email = email.strip().lower()
+    email = lookup_form(email)
     ids = clients_of(connection, email)
     rows = connection.execute(
         select(sends)
@@ -97,8 +95,14 @@ def suppression_of(connection: Connection, email: str, ids: list[str]) -> Suppre
 
 
 def unsubscribe_by_hand(connection: Connection, email: str, now: datetime) -> Suppression | None:
-    """Suppress ``email`` and every client who has it; return the existing suppression if any."""
+    """Suppress ``email`` and every client who has it; return the existing suppression if any.
+
+    A forgotten address is left as it is: suppressing it would store it again.
+    """
     email = address(email)
+    since = forgotten_since(connection, email)
+    if since is not None:
+        return Suppression(email, "forgotten", "", since)
     existing = suppression_of(connection, email, [])
     detail = "added with rebook unsubscribe"
     suppress(connection, email, "manual", detail, now)
@@ -106,3 +110,19 @@ def unsubscribe_by_hand(connection: Connection, email: str, now: datetime) -> Su
     for client_id in list(owners):
         suppress_client(connection, client_id, "manual", detail, now)
     return existing
+
+
+def forgotten_since(connection: Connection, email: str) -> datetime | None:
+    """When ``email`` was forgotten (``rebook forget``), or None."""
+    hashes = hasher(connection)
+    if hashes is None:
+        return None
+    return forgotten_at(connection, hashes.address(lookup_form(email)))
+
+
+def lookup_form(email: str) -> str:
+    """The address as the tables store it; a malformed one (old rows may hold it) lower-cased."""
+    try:
+        return address(email)
+    except UserError:
+        return email.strip().lower()

@@ -44,8 +44,9 @@ from sqlalchemy.engine import Connection, Engine
 from campaigns.delivery.audience import VISIT_KEY
 from campaigns.delivery.recovery import DEAD_AFTER, recover_orphans
 from campaigns.delivery.suppression import barred, suppression_insert
+from campaigns.store.forgotten import ForgetHasher, hasher
 from campaigns.store.prepared import DriverConnection, PreparedStatement
-from campaigns.store.tables import clients, sends, visits, workers
+from campaigns.store.tables import clients, forgotten, sends, visits, workers
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
 BOUNCE_CODES = (550, 551, 553)  # refused recipients: the address is suppressed
@@ -89,10 +90,21 @@ _VISIT_GONE = sends.c.key.like(VISIT_KEY + "%") & not_(
     )
 )
 
+# A forgotten address, by its keyed hash (computed when the row is claimed):
+# only a row that slipped in after a forget (which deletes the rows waiting)
+# would have one, and it must not leave either.
+_FORGOTTEN = exists().where(forgotten.c.hash == bindparam("address_hash"))
+
 # Built once: a run executes these for every message.
 _START = (
     update(sends)
-    .where(sends.c.id == bindparam("row_id"), not_(_CONSENT_GONE), not_(_BARRED), not_(_VISIT_GONE))
+    .where(
+        sends.c.id == bindparam("row_id"),
+        not_(_CONSENT_GONE),
+        not_(_BARRED),
+        not_(_VISIT_GONE),
+        not_(_FORGOTTEN),
+    )
     .values(status="sending", attempts=sends.c.attempts + 1, updated_at=bindparam("stamp"))
 )
 _SKIP = (
@@ -109,6 +121,8 @@ _SKIP = (
         updated_at=bindparam("stamp"),
     )
 )
+_ROW = select(sends.c.id).where(sends.c.id == bindparam("row_id"))
+_SENDING = _ROW.where(sends.c.status == "sending")
 _RECORD = (
     update(sends)
     .where(sends.c.id == bindparam("row_id"))
@@ -132,6 +146,8 @@ class Ledger:
         self.host, self.pid = socket.gethostname(), os.getpid()
         self._driver: DriverConnection | None = None
         self._statements: dict = {}
+        self._hasher: ForgetHasher | None = None  # read once a client was ever forgotten
+        self._hashes: dict[int, str] = {}  # claimed row → its address's keyed hash
         self._message_id = (
             literal("<") + cast(sends.c.id, String) + literal(f".{self.worker}@{message_domain}>")
         )
@@ -215,7 +231,12 @@ class Ledger:
         )
         with self.writing() as connection, connection.begin():
             rows = connection.execute(statement).all()
-        return sorted((Claimed(*row) for row in rows), key=lambda claimed: claimed.id)
+            if self._hasher is None:
+                self._hasher = hasher(connection)
+        claimed = sorted((Claimed(*row) for row in rows), key=lambda claimed: claimed.id)
+        if self._hasher is not None:
+            self._hashes.update((c.id, self._hasher.address(c.email)) for c in claimed)
+        return claimed
 
     def commit(self, starting: Iterable[int], results: Iterable[Result], now: datetime) -> set[int]:
         """One transaction: record finished messages, then mark the next ones as leaving.
@@ -233,19 +254,29 @@ class Ledger:
             if results:
                 self._record(cursor, results, now)
             if starting:
-                self._prepared(_START).run(cursor, [{"row_id": i} for i in starting], stamp=now)
+                rows = [{"row_id": i, "address_hash": self._hashes.pop(i, "")} for i in starting]
+                self._prepared(_START).run(cursor, rows, stamp=now)
                 if cursor.rowcount != len(starting):
                     barred = self._skip(cursor, starting, now)
         return barred
 
     def _skip(self, cursor, starting: list[int], now: datetime) -> set[int]:
-        """Record the rows that were not started as skipped, with the reason."""
-        skipped = set()
+        """Record the rows that were not started as skipped, with the reason.
+
+        Returns every row that did not start, including one that is gone (a
+        forgotten client's): only a row now ``sending`` may leave.
+        """
+        barred = set()
         for row_id in starting:
             self._prepared(_SKIP).run(cursor, [{"row_id": row_id}], stamp=now)
-            if cursor.rowcount:
-                skipped.add(row_id)
-        return skipped
+            if cursor.rowcount or not self._found(cursor, _SENDING, row_id):
+                barred.add(row_id)
+        return barred
+
+    def _found(self, cursor, query, row_id: int) -> bool:
+        prepared = self._prepared(query)
+        cursor.execute(prepared.sql, prepared.rows([{"row_id": row_id}])[0])
+        return cursor.fetchone() is not None
 
     def _prepared(self, statement) -> PreparedStatement:
         if statement not in self._statements:
@@ -258,6 +289,8 @@ class Ledger:
             self._driver = None
 
     def _record(self, cursor, results: list[Result], now: datetime) -> None:
+        for result in results:  # one that never started (an error) still has its hash
+            self._hashes.pop(result.id, None)
         rows = [
             {
                 "row_id": r.id,
@@ -276,8 +309,8 @@ class Ledger:
                 "detail": r.reply[:2000],
                 "created_at": now,
             }
-            for r in results
-            if r.bounced_address
+            for r in results  # a row gone was a forgotten client's: store nothing of it
+            if r.bounced_address and self._found(cursor, _ROW, r.id)
         ]
         if bounces:
             self._prepared(suppression_insert(self.engine.dialect.name)).run(cursor, bounces)
@@ -285,6 +318,8 @@ class Ledger:
     def release(self, ids: Iterable[int], now: datetime) -> None:
         """Give claimed rows back to the queue (a run stopping early)."""
         ids = list(ids)
+        for row_id in ids:
+            self._hashes.pop(row_id, None)
         if ids:
             with self.writing() as connection, connection.begin():
                 connection.execute(

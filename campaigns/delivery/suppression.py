@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, bindparam, delete, exists, literal_column, not_, or_, select
 from sqlalchemy.engine import Connection
 
+from campaigns.store.forgotten import forgotten_at, hasher
 from campaigns.store.tables import client_suppressions, clients, suppressions
 from campaigns.store.upsert import insert_for
 
@@ -101,7 +102,14 @@ def _inserted(connection: Connection, statement, values=None) -> bool:
 
 
 def unsubscribe_client(connection: Connection, client_id: str, detail: str, now: datetime) -> None:
-    """A client's own unsubscribe (their link): the client by id and their address now."""
+    """A client's own unsubscribe (their link): the client by id and their address now.
+
+    A link of a client since forgotten stores nothing: they are already never
+    mailed, and keeping their id again would undo part of the erasure.
+    """
+    hashes = hasher(connection)
+    if hashes is not None and forgotten_at(connection, hashes.client(client_id)) is not None:
+        return
     suppress_client(connection, client_id, "unsubscribed", detail, now)
     address = _address_of(connection, client_id)
     if address is not None:

@@ -1,4 +1,9 @@
-"""The web secret that signs unsubscribe links, kept in the database when not configured."""
+"""Keys kept in the database: the web secret (when not configured) and the forget key.
+
+Each is generated once, on first use, and kept in ``app_state``, so every
+worker uses the same one. They are separate on purpose: rotating the web
+secret (REBOOK_WEB__SECRET) must never make a forgotten address mailable again.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from campaigns.store.tables import app_state
 from campaigns.store.upsert import insert_for
 
 SECRET_NAME = "web_secret"
+FORGET_KEY_NAME = "forget_key"
 
 
 def web_secret(connection: Connection, configured: SecretStr | None) -> bytes:
@@ -22,22 +28,33 @@ def web_secret(connection: Connection, configured: SecretStr | None) -> bytes:
     """
     if configured is not None:
         return configured.get_secret_value().encode()
-    query = select(app_state.c.value).where(app_state.c.name == SECRET_NAME)
-    stored = connection.execute(query).scalar()
+    stored = stored_key(connection, SECRET_NAME)
     connection.commit()  # end the read: the write below needs a transaction of its own
     if stored is None:
         connection.execution_options(sqlite_immediate=True)  # SQLite: take the write lock at BEGIN
         with connection.begin():
-            connection.execute(
-                insert_for(connection.dialect.name, app_state)
-                .values(
-                    name=SECRET_NAME, value=secrets.token_urlsafe(32), created_at=datetime.now(UTC)
-                )
-                .on_conflict_do_nothing(index_elements=[app_state.c.name])
-            )
+            stored = make_key(connection, SECRET_NAME)
         connection.execution_options(sqlite_immediate=False)
-        stored = connection.execute(
-            query
-        ).scalar_one()  # ours, or the one another worker made first
-        connection.commit()
-    return stored.encode()
+    return stored
+
+
+def stored_key(connection: Connection, name: str) -> bytes | None:
+    """The key kept under ``name``, or None before its first use."""
+    query = select(app_state.c.value).where(app_state.c.name == name)
+    stored = connection.execute(query).scalar()
+    return None if stored is None else stored.encode()
+
+
+def make_key(connection: Connection, name: str) -> bytes:
+    """The key kept under ``name``, generated now if there is none; inside the caller's transaction.
+
+    Two workers may race to make it: the second insert does nothing and both read the first.
+    """
+    connection.execute(
+        insert_for(connection.dialect.name, app_state)
+        .values(name=name, value=secrets.token_urlsafe(32), created_at=datetime.now(UTC))
+        .on_conflict_do_nothing(index_elements=[app_state.c.name])
+    )
+    key = stored_key(connection, name)
+    assert key is not None  # ours, or the one another worker made first
+    return key

@@ -139,6 +139,21 @@ client_suppressions = Table(
     CheckConstraint("reason IN ('unsubscribed', 'manual', 'forgotten')", name="reason"),
 )
 
+# A forgotten client leaves only keyed hashes (HMAC-SHA256 with the forget key
+# kept in app_state): of every address they had, so no later import or send
+# reaches it, and of their id, so their visits in a later export are left out
+# quietly. Nobody can read an address back out of a hash; anyone holding the
+# key and an address can tell whether it was forgotten, which is the point.
+FORGOTTEN_KINDS = ("address", "client")
+forgotten = Table(
+    "forgotten",
+    metadata,
+    Column("hash", String(64), primary_key=True, comment="hex HMAC-SHA256 of 'kind:value'"),
+    Column("kind", String(8), nullable=False),
+    Column("forgotten_at", UTCDateTime, nullable=False),
+    CheckConstraint("kind IN ('address', 'client')", name="kind"),
+)
+
 app_state = Table(
     "app_state",
     metadata,
