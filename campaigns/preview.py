@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -14,6 +15,7 @@ from campaigns.config import Segment, Settings
 from campaigns.content.addresses import envelope_address
 from campaigns.content.context import ClientView, client_view, sample_client
 from campaigns.content.message import MessageComposer, new_message_id, sender_from
+from campaigns.content.plaintext import html_to_text
 from campaigns.content.render import CampaignRenderer, Rendered
 from campaigns.content.tokens import make_token, unsubscribe_url
 from campaigns.errors import RebookError, TemplateError, UserError
@@ -97,7 +99,11 @@ def guaranteed_visits(segment: Segment) -> tuple[bool, bool]:
 
 
 def check_templates(settings: Settings, now: datetime) -> list[TemplateError]:
-    """Render every campaign for a sample client, also without the visits it may lack."""
+    """Render every campaign for a sample client, also without the visits it may lack.
+
+    And once for a client the export gave no first name, the client a
+    template forgets: it must render too.
+    """
     problems: list[TemplateError] = []
     client, last_visit, next_visit = sample_client(now, settings.clinic.timezone)
     link = unsubscribe_url(settings.web.public_url, "sample-token")
@@ -114,4 +120,55 @@ def check_templates(settings: Settings, now: datetime) -> list[TemplateError]:
                     renderer.render(client, last, upcoming, link, article)
         except TemplateError as error:
             problems.append(error)
+            continue
+        try:
+            for article in renderer.articles or [None]:
+                renderer.render(nameless(client), last_visit, next_visit, link, article)
+        except TemplateError as error:
+            problems.append(TemplateError(f"{error} (for a client with no first name)"))
     return problems
+
+
+# A line that starts with punctuation, or puts a space before it: "Hi ," or ", how is…".
+STRAY_PUNCTUATION = re.compile(r"^\s*[,.;:!?]|\s[,.;:!?](?:\s|$)|,\s*,")
+
+
+def nameless(client: ClientView) -> ClientView:
+    return replace(client, first_name="")
+
+
+def first_name_warnings(settings: Settings, now: datetime) -> list[str]:
+    """Lines of each campaign that read badly for a client with no first name.
+
+    Only what the missing name changes is looked at: the subject and the
+    lines of the text and HTML parts that differ from a named client's, so a
+    clinic's own punctuation elsewhere is never flagged.
+    """
+    warnings: list[str] = []
+    client, last_visit, next_visit = sample_client(now, settings.clinic.timezone)
+    link = unsubscribe_url(settings.web.public_url, "sample-token")
+    for name in settings.campaigns:
+        try:
+            renderer = CampaignRenderer(settings, name)
+            article = renderer.articles[0] if renderer.articles else None  # one template for all
+            named = renderer.render(client, last_visit, next_visit, link, article)
+            bare = renderer.render(nameless(client), last_visit, next_visit, link, article)
+        except TemplateError:
+            continue  # check_templates reports it
+        found = [("the subject", bare.subject)] if bare.subject != named.subject else []
+        for part, before, after in (
+            ("text part", named.text, bare.text),
+            ("HTML part", html_to_text(named.html), html_to_text(bare.html)),
+        ):
+            seen = set(before.splitlines())
+            found += [
+                (f"a line of the {part}", line) for line in after.splitlines() if line not in seen
+            ]
+        warnings += [
+            f"campaigns.{name}: for a client with no first name {what} reads {text.strip()!r}: "
+            "write it to read well without one, e.g. "
+            "'Hi{% if client.first_name %} {{ client.first_name }}{% endif %},'"
+            for what, text in found
+            if STRAY_PUNCTUATION.search(text)
+        ]
+    return warnings

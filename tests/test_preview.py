@@ -148,3 +148,42 @@ def test_example_config_passes_check_as_shipped(tmp_path):
     (tmp_path / "config.toml").write_text(example_config().read_text())
     result = run_rebook("check", cwd=tmp_path)
     assert result.code == 0, result.err
+    assert "no first name" not in result.err  # the defaults read well without one
+
+
+def test_check_warns_of_what_reads_badly_without_a_first_name(sqlite_clinic):
+    sqlite_clinic.write(
+        "templates/mine.html.j2",
+        "{% extends 'layout.html.j2' %}{% block content %}"
+        "<p>Hi {{ client.first_name }},</p><p>Fine , as written.</p>{% endblock %}",
+    )
+    sqlite_clinic.write_config(
+        '[segments.all]\n[campaigns.mine]\nsegment = "all"\ntemplate = "mine"\n'
+        'subject = "{{ client.first_name }}, how is your back?"\n'
+    )
+    result = sqlite_clinic.rebook("check")
+    assert result.code == 0, result.err  # a warning: the owner decides
+    assert (
+        "campaigns.mine: for a client with no first name the subject reads ', how is your back?'"
+        in result.err
+    )
+    assert (
+        "campaigns.mine: for a client with no first name a line of the HTML part reads 'Hi ,'"
+        in result.err
+    )
+    assert "Fine , as written" not in result.err  # the name does not change it: not flagged
+
+
+def test_check_fails_a_template_that_cannot_render_without_a_first_name(sqlite_clinic):
+    sqlite_clinic.write(
+        "templates/mine.html.j2",
+        "{% extends 'layout.html.j2' %}{% block content %}\n{{ client.first_name[0] }}.{% endblock %}",
+    )
+    sqlite_clinic.write_config(
+        '[segments.all]\n[campaigns.mine]\nsegment = "all"\ntemplate = "mine"\nsubject = "Hi"\n'
+    )
+    result = sqlite_clinic.rebook("check")
+    assert result.code == 2 and "Traceback" not in result.err
+    assert (
+        "mine.html.j2, line 2" in result.err and "(for a client with no first name)" in result.err
+    )
