@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from campaigns.clients.lookup import load_client, visit_views_for
+from campaigns.clients.lookup import load_client, visit_views_by_id, visit_views_for
 from campaigns.clients.segments import member_ids
 from campaigns.config import Segment, Settings
 from campaigns.content.addresses import envelope_address
@@ -18,6 +18,7 @@ from campaigns.content.message import MessageComposer, new_message_id, sender_fr
 from campaigns.content.plaintext import html_to_text
 from campaigns.content.render import CampaignRenderer, Rendered
 from campaigns.content.tokens import make_token, unsubscribe_url
+from campaigns.delivery.audience import VISIT_KEY, Audience
 from campaigns.errors import RebookError, TemplateError, UserError
 from campaigns.store.secrets import web_secret
 from campaigns.store.tables import sends
@@ -28,26 +29,28 @@ class Preview:
     client: ClientView
     rendered: Rendered
     message: bytes  # exactly as it would be sent
-    note: str | None = None
+    note: str | None = None  # a warning: the preview is not of someone the campaign would send to
+    chosen: str | None = None  # whom the preview is for, when the command chose
 
 
 def preview_campaign(
     engine: Engine, settings: Settings, name: str, now: datetime, email: str | None = None
 ) -> Preview:
-    """Render campaign ``name`` for the client with ``email`` or the segment's first member."""
+    """Render campaign ``name`` for the client with ``email``, or the first it would send to."""
     campaign = settings.campaigns[name]
     segment = settings.segments[campaign.segment]
     zone = settings.clinic.timezone
     renderer = CampaignRenderer(settings, name)
-    note = None
+    note = chosen = key = None
     with engine.connect() as connection:
         if email is not None:
             row = load_client(connection, email=email)
             if row is None:
                 raise UserError(f"no client has the email address {email!r}")
         else:
-            first = connection.execute(member_ids(segment, now).limit(1)).scalar()
-            row = load_client(connection, client_id=first) if first is not None else None
+            row, key, chosen, note = first_recipient(
+                connection, settings, name, renderer.articles, now
+            )
         if row is None:
             client, last_visit, next_visit = sample_client(now, zone)
             note = f"segment {campaign.segment!r} has no members now: showing a made-up client"
@@ -56,8 +59,13 @@ def preview_campaign(
             [(last_visit, next_visit)] = visit_views_for(
                 connection, [client.id], segment, now, zone
             ).values()
+            if key is not None and key.startswith(VISIT_KEY):  # the appointment it reminds of
+                visit_id = key.removeprefix(VISIT_KEY)
+                next_visit = visit_views_by_id(connection, [visit_id], zone).get(visit_id)
         secret = web_secret(connection, settings.web.secret) if campaign.marketing else None
-        article = next_article(connection, name, client.id, renderer.articles)
+        article = next((a for a in renderer.articles if a.name == key), None) or next_article(
+            connection, name, client.id, renderer.articles
+        )
     link = (
         unsubscribe_url(settings.web.public_url, make_token(secret, client.id)) if secret else None
     )
@@ -71,7 +79,35 @@ def preview_campaign(
     except RebookError as error:  # this client's data: a run fails their message alone
         problem = f"no message can be built for {client.email!r}: {error}"
         raise UserError(f"campaigns.{name}: {problem}") from None
-    return Preview(client, rendered, message, note)
+    return Preview(client, rendered, message, note, chosen)
+
+
+def first_recipient(connection, settings: Settings, name: str, articles: list, now: datetime):
+    """The first client a run of ``name`` would send to now: (row, ledger key, chosen, note).
+
+    Asks the run's own ``Audience`` (consent, suppression, the ledger, the
+    marketing cap), so a preview shows what someone would really get. When
+    nobody would get it, the segment's first member, and why nobody would.
+    """
+    campaign = settings.campaigns[name]
+    segment = settings.segments[campaign.segment]
+    series = [article.name for article in articles]
+    audience = Audience(name, campaign, segment, now, series, settings.policy.max_marketing)
+    first = connection.execute(audience.select().limit(1)).first()
+    if first is not None:
+        chosen = f"previewing for {first.email}, the first client this campaign would send to"
+        return load_client(connection, client_id=first.id), first.key, chosen, None
+    member = connection.execute(member_ids(segment, now).limit(1)).scalar()
+    if member is None:
+        return None, None, None, None
+    row = load_client(connection, client_id=member)
+    members, left_out = audience.explain(connection)
+    why = "; ".join(f"{reason}: {count}" for reason, count in left_out.items())
+    note = (
+        f"this campaign would send to nobody now (segment {campaign.segment!r} has {members}; "
+        f"{why}): previewing for {row.email}, the segment's first member"
+    )
+    return row, None, None, note
 
 
 def next_article(connection, campaign: str, client_id: str, articles: list):

@@ -260,7 +260,12 @@ def segment(app: App, name: str, limit: int | None, count_only: bool, as_json: b
 
 @cli.command()
 @click.argument("campaign")
-@click.option("--client", "email", metavar="EMAIL", help="Whom to preview for [the first member].")
+@click.option(
+    "--client",
+    "email",
+    metavar="EMAIL",
+    help="Whom to preview for [the first client the campaign would send to].",
+)
 @click.option(
     "--format",
     "shape",
@@ -273,6 +278,10 @@ def segment(app: App, name: str, limit: int | None, count_only: bool, as_json: b
 def preview(app: App, campaign: str, email: str | None, shape: str) -> int:
     """Print what CAMPAIGN would send one client, without sending.
 
+    Without --client, the first client the campaign would send to now
+    (consent, suppression, the marketing cap and what they already had
+    applied); stderr says whom, or why nobody would get it.
+
     \b
     Examples:
       rebook preview book-next-massage
@@ -283,6 +292,8 @@ def preview(app: App, campaign: str, email: str | None, shape: str) -> int:
 
     app.campaign(campaign)
     shown = preview_campaign(app.engine, app.settings, campaign, app.now(), email)
+    if shown.chosen:
+        click.echo(shown.chosen, err=True)
     if shown.note:
         console.warn(shown.note)
     if shape == "eml":
