@@ -8,7 +8,7 @@ it should not.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
 from campaigns.config import Campaign, Clinic
@@ -48,7 +48,10 @@ class ServiceNames:
         """The visit with its ``service_name`` filled in (templates show that, never the slug)."""
         if visit is None:
             return None
-        return replace(visit, service_name=self(visit.service))
+        name = self.names.get(visit.service)  # the constructor: a third of replace()'s cost
+        if name is None:
+            name = self.names[visit.service] = self(visit.service)
+        return VisitView(visit.starts_at, visit.service, visit.therapist, name)
 
 
 @dataclass(frozen=True)
