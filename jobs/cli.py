@@ -80,16 +80,17 @@ def check(app: App, smtp_login: bool) -> int:
     """Validate the config, every segment and every template; exit 0 when all is well, 2 when not.
 
     Each campaign is rendered for a made-up client, also without the last or
-    next visit its segment does not guarantee, so a template that would fail
-    for a real client fails here first. With --smtp, a server that cannot be
-    reached or refuses the login exits 1.
+    next visit its segment does not guarantee, and without a first name, so a
+    template that would fail for a real client fails here first; a subject or
+    line that then reads badly (", how is your back?") is a warning. With
+    --smtp, a server that cannot be reached or refuses the login exits 1.
 
     \b
     Example:
       rebook --config /etc/rebook/config.toml check --smtp
     """
     from campaigns.checks import check_maildir, check_public_url, check_segments
-    from campaigns.preview import check_templates
+    from campaigns.preview import check_templates, first_name_warnings
 
     settings = app.settings
     problems = [*check_templates(settings, app.now()), *check_maildir(settings, app.config_path)]
@@ -101,6 +102,8 @@ def check(app: App, smtp_login: bool) -> int:
         for warning in result.warnings:
             console.warn(f"{app.config_path}: segments.{result.name}: {warning}")
     for warning in check_public_url(settings):
+        console.warn(f"{app.config_path}: {warning}")
+    for warning in first_name_warnings(settings, app.now()):
         console.warn(f"{app.config_path}: {warning}")
     console.print_table(
         f"{app.config_path}: config OK",
@@ -257,7 +260,12 @@ def segment(app: App, name: str, limit: int | None, count_only: bool, as_json: b
 
 @cli.command()
 @click.argument("campaign")
-@click.option("--client", "email", metavar="EMAIL", help="Whom to preview for [the first member].")
+@click.option(
+    "--client",
+    "email",
+    metavar="EMAIL",
+    help="Whom to preview for [the first client the campaign would send to].",
+)
 @click.option(
     "--format",
     "shape",
@@ -270,6 +278,10 @@ def segment(app: App, name: str, limit: int | None, count_only: bool, as_json: b
 def preview(app: App, campaign: str, email: str | None, shape: str) -> int:
     """Print what CAMPAIGN would send one client, without sending.
 
+    Without --client, the first client the campaign would send to now
+    (consent, suppression, the marketing cap and what they already had
+    applied); stderr says whom, or why nobody would get it.
+
     \b
     Examples:
       rebook preview book-next-massage
@@ -280,6 +292,8 @@ def preview(app: App, campaign: str, email: str | None, shape: str) -> int:
 
     app.campaign(campaign)
     shown = preview_campaign(app.engine, app.settings, campaign, app.now(), email)
+    if shown.chosen:
+        click.echo(shown.chosen, err=True)
     if shown.note:
         console.warn(shown.note)
     if shape == "eml":

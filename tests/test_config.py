@@ -363,3 +363,33 @@ def test_a_table_made_by_variables_alone_says_so_when_a_key_is_missing(tmp_path,
 )  # fmt: skip
 def test_mask_secrets(text, masked):
     assert mask_secrets(text) == masked
+
+
+def test_services_map_export_slugs_to_names_and_phone_is_optional(tmp_path):
+    base = BASE_CONFIG.replace("[database]", 'phone = " +61 8  9000 0000 "\n\n[database]')
+    settings = load_settings(
+        write(tmp_path, '[services]\nback-pain-massage = "back pain massage"\n', base)
+    )
+    assert settings.services == {"back-pain-massage": "back pain massage"}
+    assert (
+        settings.clinic.phone == "+61 8 9000 0000"
+        and settings.clinic.phone_uri == "tel:+61890000000"
+    )
+    assert load_settings(write(tmp_path)).clinic.phone is None
+
+
+@pytest.mark.parametrize(
+    ("phone", "services", "key", "expected"),
+    [
+        ("call us", "", "clinic.phone", "expected a phone number like '08 9000 0000'"),
+        ("12", "", "clinic.phone", "expected a phone number"),
+        ("08 9000 0000", 'massage = ""', "services.massage", "expected a non-empty name"),
+        ("08 9000 0000", f'massage = "{"x" * 61}"', "services.massage", "at most 60 characters"),
+        ("08 9000 0000", 'massage = "a\\nb"', "services.massage", "expected one line"),
+        ("08 9000 0000", "massage = 3", "services.massage", "string"),
+    ],
+)
+def test_bad_phone_or_service_names_are_named(tmp_path, phone, services, key, expected):
+    base = BASE_CONFIG.replace("[database]", f'phone = "{phone}"\n\n[database]')
+    message = error_of(write(tmp_path, f"[services]\n{services}\n", base))
+    assert f"{key}" in message and expected in message, message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import subprocess
 
 import pytest
@@ -24,13 +25,48 @@ def demo(tmp_path_factory):
     return folder
 
 
-def test_preview_text_is_the_text_part_for_the_first_member(demo):
+def test_preview_text_is_for_the_first_client_the_campaign_would_send_to(demo):
     members = run_rebook("segment", "lapsed-back-pain", "--json", "--limit", "1", cwd=demo)
-    first = __import__("json").loads(members.out)["members"][0]
+    first_member = json.loads(members.out)["members"][0]
+    assert not first_member["marketing_consent"]  # the segment's first would never get it
+    plan = json.loads(run_rebook("plan", "--json", cwd=demo).out)
+    [campaign] = [c for c in plan["campaigns"] if c["name"] == "book-next-massage"]
+    first = campaign["reach"]["sample"][0]["email"]
     result = run_rebook("preview", "book-next-massage", cwd=demo)
     assert result.code == 0, result.err
-    assert result.out.startswith(f"How is your back, {first['first_name']}?")
+    assert result.err == f"previewing for {first}, the first client this campaign would send to\n"
+    assert result.out.startswith("How is your back, Linh?") and first.startswith("linh.")
     assert "Book your next massage: https://waso.example/book" in result.out
+
+
+def test_preview_skips_whom_a_run_would_skip_and_says_when_nobody_would_get_it(sqlite_clinic):
+    sqlite_clinic.write("clients.csv", """
+        id,email,first_name,last_name,marketing_consent,tags,timezone
+        A1,ann@example.com,Ann,One,no,,
+        B2,bo@example.com,Bo,Two,yes,,
+        C3,cy@example.com,Cy,Three,yes,,
+    """)  # fmt: skip
+    sqlite_clinic.write_config(
+        '[segments.all]\n[campaigns.c]\nsegment = "all"\ntemplate = "reminders/book-next-massage"\n'
+        'subject = "Hi"\n'
+    )
+    assert sqlite_clinic.rebook("import", "clients", "clients.csv").code == 0
+    result = sqlite_clinic.rebook("preview", "c")
+    assert result.code == 0 and result.out.startswith("How is your back, Bo?")  # Ann: no consent
+    assert sqlite_clinic.rebook("unsubscribe", "bo@example.com").code == 0
+    result = sqlite_clinic.rebook("preview", "c")
+    assert result.out.startswith("How is your back, Cy?"), result.err
+    assert (
+        result.err
+        == "previewing for cy@example.com, the first client this campaign would send to\n"
+    )
+    assert sqlite_clinic.rebook("unsubscribe", "cy@example.com").code == 0
+    result = sqlite_clinic.rebook("preview", "c")
+    assert result.code == 0 and result.out.startswith("How is your back, Ann?")
+    assert (
+        "warning: this campaign would send to nobody now (segment 'all' has 3; no marketing consent: 1; "
+        "unsubscribed or bounced: 2): previewing for ann@example.com, the segment's first member"
+    ) in result.err
 
 
 def test_preview_eml_is_the_whole_message_for_a_chosen_client(demo):
@@ -148,3 +184,42 @@ def test_example_config_passes_check_as_shipped(tmp_path):
     (tmp_path / "config.toml").write_text(example_config().read_text())
     result = run_rebook("check", cwd=tmp_path)
     assert result.code == 0, result.err
+    assert "no first name" not in result.err  # the defaults read well without one
+
+
+def test_check_warns_of_what_reads_badly_without_a_first_name(sqlite_clinic):
+    sqlite_clinic.write(
+        "templates/mine.html.j2",
+        "{% extends 'layout.html.j2' %}{% block content %}"
+        "<p>Hi {{ client.first_name }},</p><p>Fine , as written.</p>{% endblock %}",
+    )
+    sqlite_clinic.write_config(
+        '[segments.all]\n[campaigns.mine]\nsegment = "all"\ntemplate = "mine"\n'
+        'subject = "{{ client.first_name }}, how is your back?"\n'
+    )
+    result = sqlite_clinic.rebook("check")
+    assert result.code == 0, result.err  # a warning: the owner decides
+    assert (
+        "campaigns.mine: for a client with no first name the subject reads ', how is your back?'"
+        in result.err
+    )
+    assert (
+        "campaigns.mine: for a client with no first name a line of the HTML part reads 'Hi ,'"
+        in result.err
+    )
+    assert "Fine , as written" not in result.err  # the name does not change it: not flagged
+
+
+def test_check_fails_a_template_that_cannot_render_without_a_first_name(sqlite_clinic):
+    sqlite_clinic.write(
+        "templates/mine.html.j2",
+        "{% extends 'layout.html.j2' %}{% block content %}\n{{ client.first_name[0] }}.{% endblock %}",
+    )
+    sqlite_clinic.write_config(
+        '[segments.all]\n[campaigns.mine]\nsegment = "all"\ntemplate = "mine"\nsubject = "Hi"\n'
+    )
+    result = sqlite_clinic.rebook("check")
+    assert result.code == 2 and "Traceback" not in result.err
+    assert (
+        "mine.html.j2, line 2" in result.err and "(for a client with no first name)" in result.err
+    )

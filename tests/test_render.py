@@ -9,6 +9,7 @@ import pytest
 
 from campaigns.config import load_settings
 from campaigns.content.context import sample_client
+from campaigns.content.plaintext import html_to_text
 from campaigns.content.render import CampaignRenderer
 from campaigns.errors import TemplateError
 
@@ -104,7 +105,75 @@ def test_series_renders_articles_in_file_order(sqlite_clinic):
     assert re.search(
         r"<h2 style=\"[^\"]+\">Easing tight, overworked muscles</h2>", out.html
     )  # article CSS inlined too
-    assert "## Easing tight, overworked muscles" in out.text
+    assert "Easing tight, overworked muscles\n--------------------------------\n" in out.text
+    assert "##" not in out.text  # Markdown read as plain text, not shown as syntax
+
+
+def test_an_article_text_part_has_one_line_per_paragraph(sqlite_clinic):
+    out = render(sqlite_clinic, "series")
+    title = "The benefits of massage therapy for lower back pain"
+    assert out.text.startswith(f"{title}\n{'=' * len(title)}\n\nLower back pain is one")
+    paragraph = next(line for line in out.text.splitlines() if line.startswith("Lower back pain"))
+    assert paragraph.endswith("alongside staying gently active.")  # unwrapped: the reader wraps
+    assert "Hi Alex" not in out.text and "Hi Alex" not in out.html  # an article needs no greeting
+    assert "emergency department now" in out.text and "**" not in out.text
+
+
+def test_service_slugs_read_as_the_names_in_services(sqlite_clinic):
+    named = '\n[services]\nremedial-massage = "Remedial massage (60 min)"\n'
+    out = render(sqlite_clinic, "book", named)
+    assert "since your Remedial massage (60 min) with Sam Carter" in out.html
+    assert "since your Remedial massage (60 min) with Sam Carter" in out.text
+    out = render(sqlite_clinic, "reminder", named)  # back-pain-massage has no entry
+    assert "Your back pain massage with Sam Carter" in out.text
+    assert "back-pain-massage" not in out.html and "back-pain-massage" not in out.text
+
+
+def test_the_clinic_phone_is_in_the_footer_as_a_tel_link(sqlite_clinic):
+    sqlite_clinic.write_config(CAMPAIGNS)
+    config = sqlite_clinic.config.read_text()
+    sqlite_clinic.config.write_text(
+        config.replace("[database]", 'phone = "(08) 9000 0000"\n\n[database]')
+    )
+    settings = load_settings(sqlite_clinic.config)
+    client, last, upcoming = sample_client(NOW, settings.clinic.timezone)
+    out = CampaignRenderer(settings, "book").render(client, last, upcoming, "https://u.example/u/T")
+    assert '<a href="tel:0890000000" style="' in out.html and ">(08) 9000 0000</a>" in out.html
+    assert (
+        "\n-- \nWaso Physiotherapy\n1 Example Street, Perth WA 6000\n(08) 9000 0000\n" in out.text
+    )
+    assert "tel:" not in render(sqlite_clinic, "book").html  # no phone set, none shown
+
+
+@pytest.mark.parametrize("name", ["book", "reminder", "series"])
+def test_default_emails_read_well_without_a_first_name(sqlite_clinic, name):
+    client, _, _ = sample_client(
+        NOW, load_settings(sqlite_clinic.write_config(CAMPAIGNS)).clinic.timezone
+    )
+    out = render(sqlite_clinic, name, client=type(client)(client.id, "", "", client.email, ()))
+    first = out.text.splitlines()[0]
+    assert first in (
+        "How is your back?",
+        "See you soon",
+        "The benefits of massage therapy for lower back pain",
+    )
+    for text in (out.text, html_to_text(out.html)):
+        assert not re.search(r"\s[,?!.]|,,|there\?", text), text
+
+
+def test_the_layout_keeps_outlook_conditionals_and_a_bulletproof_button(sqlite_clinic):
+    for name in ("book", "reminder", "series"):  # the MSO comments survive inlining ahead
+        assert not renderer(sqlite_clinic, name)._loader.needs_inlining_after_render
+    out = render(sqlite_clinic, "book")
+    assert out.html.count("<!--[if mso]>") == 2 and out.html.count("<![endif]-->") == 2
+    assert '<table role="presentation" width="600" align="center"' in out.html  # Outlook's width
+    button = re.search(
+        r'<td class="button" bgcolor="#2f5d50" style="([^"]+)"><a [^>]*>Book your', out.html
+    )
+    assert button and "padding: 14px 28px" in button[1] and "background-color: #2f5d50" in button[1]
+    assert '<meta name="color-scheme" content="light dark">' in out.html
+    assert '<meta name="supported-color-schemes" content="light dark">' in out.html
+    assert "@media (prefers-color-scheme: dark)" in out.html
 
 
 def test_a_clinic_overrides_one_template_and_keeps_the_default_layout(sqlite_clinic):

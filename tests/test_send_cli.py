@@ -209,3 +209,14 @@ def test_sync_refuses_a_file_that_is_not_a_regular_file(sqlite_clinic):
     )
     result = sqlite_clinic.rebook("sync")  # a FIFO would be read forever
     assert result.code == 2 and "is not a regular file" in result.err
+
+
+def test_the_delivered_text_part_keeps_the_signature_separator_and_its_space(sqlite_clinic):
+    """ "-- " ends with a space that editors, strip() and quoted-printable could each lose."""
+    with SmtpServer() as smtp:
+        clinic_with(sqlite_clinic, smtp.port)
+        assert sqlite_clinic.rebook("send", "book").code == 0
+        [delivered, *_] = smtp.handler.received
+    assert b"\r\n--=20\r\nWaso Physiotherapy\r\n" in delivered.data  # the space, encoded to survive
+    text = delivered.message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "\n\n-- \nWaso Physiotherapy\n1 Example Street, Perth WA 6000\n" in text

@@ -37,6 +37,7 @@ from campaigns.config.sections import (
     Mail,
     Policy,
     Segment,
+    Services,
     ServiceSection,
     Smtp,
     Sync,
@@ -64,6 +65,7 @@ class Settings(BaseSettings):
 
     templates: Path = Path("templates")
     clinic: Clinic
+    services: Services = {}
     database: Database = Database()
     mail: Mail
     smtp: Smtp = Smtp()

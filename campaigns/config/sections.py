@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -42,12 +43,52 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+def _phone(value: str) -> str:
+    """A number as the clinic writes it ("08 9000 0000", "+61 8 9000 0000"), callable as dialled."""
+    value = " ".join(value.split())
+    digits = re.sub(r"\D", "", value)
+    if not re.fullmatch(r"\+?[0-9 ().-]+", value) or not 6 <= len(digits) <= 15:
+        raise ValueError(
+            f"expected a phone number like '08 9000 0000' or '+61 8 9000 0000', got {value!r}"
+        )
+    return value
+
+
+Phone = Annotated[str, AfterValidator(_phone)]
+
+
 class Clinic(Section):
     name: str
     address: str
     timezone: TimeZone
     booking_url: Url
     website: Url | None = None
+    phone: Phone | None = None  # shown in the footer, a tel: link in the HTML
+
+    @property
+    def phone_uri(self) -> str | None:
+        """``tel:0890000000``: a URI has no spaces or brackets, only the digits and a leading +."""
+        if self.phone is None:
+            return None
+        return "tel:" + ("+" if self.phone.startswith("+") else "") + re.sub(r"\D", "", self.phone)
+
+
+SERVICE_TEXT = 60  # a slug or a name longer than this is not a service name but a mistake
+
+
+def _service_text(value: str) -> str:
+    """One short line: a service's slug in the export, or how it reads in an email."""
+    value = value.strip()
+    if not value:
+        raise ValueError("expected a non-empty name")
+    if len(value) > SERVICE_TEXT or _CONTROL.search(value):
+        raise ValueError(f"expected one line of at most {SERVICE_TEXT} characters, got {value!r}")
+    return value
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+ServiceText = Annotated[str, AfterValidator(_service_text)]
+Services = dict[ServiceText, ServiceText]  # [services]: export slug = "name shown to clients"
 
 
 class Database(Section):

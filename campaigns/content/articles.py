@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -27,7 +28,7 @@ class Article:
     title: str
     summary: str
     html: Markup
-    text: str  # the Markdown itself: written to be read as plain text
+    text: str  # plain text for the text part: no Markdown syntax, one line a paragraph
 
 
 def resolve_articles(pattern: str | list[str], folders: list[Path]) -> list[str]:
@@ -53,8 +54,10 @@ def find_article(name: str, folders: list[Path]) -> Path:
     raise TemplateError(f"article {name!r} not found in {', '.join(str(f) for f in folders)}")
 
 
-def load_article(name: str, folders: list[Path], to_html) -> Article:
-    """Read and render one article; ``to_html`` turns Markdown into HTML."""
+def load_article(
+    name: str, folders: list[Path], render: Callable[[str], tuple[str, str]]
+) -> Article:
+    """Read and render one article; ``render`` turns Markdown into (HTML, plain text)."""
     path = find_article(name, folders)
     try:
         source = path.read_text(encoding="utf-8")
@@ -68,7 +71,8 @@ def load_article(name: str, folders: list[Path], to_html) -> Article:
     if unknown:
         raise TemplateError(f"{path}: unknown front matter key(s) {', '.join(sorted(unknown))}")
     summary = str(front.get("summary", ""))
-    return Article(name, path, title.strip(), summary, Markup(to_html(body)), body.strip())
+    html, text = render(body)
+    return Article(name, path, title.strip(), summary, Markup(html), text)
 
 
 def split_front_matter(path: Path, source: str) -> tuple[dict, str]:

@@ -7,6 +7,7 @@ it should not.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
@@ -29,8 +30,28 @@ class ClientView:
 @dataclass(frozen=True)
 class VisitView:
     starts_at: datetime  # in the clinic's time zone
-    service: str
+    service: str  # the export's slug ("back-pain-massage"): for comparing, not for showing
     therapist: str
+    service_name: str = ""  # how the service reads in an email: set by ``ServiceNames.visit``
+
+
+class ServiceNames:
+    """How the export's service slugs read in an email: ``[services]``, else dashes as spaces."""
+
+    def __init__(self, names: Mapping[str, str]) -> None:
+        self.names = dict(names)
+
+    def __call__(self, slug: str) -> str:
+        return self.names.get(slug) or " ".join(slug.replace("-", " ").replace("_", " ").split())
+
+    def visit(self, visit: VisitView | None) -> VisitView | None:
+        """The visit with its ``service_name`` filled in (templates show that, never the slug)."""
+        if visit is None:
+            return None
+        name = self.names.get(visit.service)  # the constructor: a third of replace()'s cost
+        if name is None:
+            name = self.names[visit.service] = self(visit.service)
+        return VisitView(visit.starts_at, visit.service, visit.therapist, name)
 
 
 @dataclass(frozen=True)
@@ -39,6 +60,8 @@ class ClinicView:
     address: str
     booking_url: str
     website: str | None
+    phone: str | None = None
+    phone_uri: str | None = None  # ``tel:0890000000``, for the footer's link
 
 
 @dataclass(frozen=True)
@@ -48,7 +71,10 @@ class CampaignView:
 
 
 def clinic_view(clinic: Clinic) -> ClinicView:
-    return ClinicView(clinic.name, clinic.address, clinic.booking_url, clinic.website)
+    return ClinicView(
+        clinic.name, clinic.address, clinic.booking_url, clinic.website,
+        clinic.phone, clinic.phone_uri,
+    )  # fmt: skip
 
 
 def campaign_view(name: str, campaign: Campaign) -> CampaignView:

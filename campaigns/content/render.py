@@ -13,12 +13,13 @@ from campaigns.content.context import (
     CampaignView,
     ClientView,
     ClinicView,
+    ServiceNames,
     VisitView,
     campaign_view,
     clinic_view,
 )
 from campaigns.content.inlining import LAYOUT, InliningLoader, document_inliner, inline_fragment
-from campaigns.content.plaintext import html_to_text
+from campaigns.content.plaintext import html_to_text, markdown_to_text
 from campaigns.content.templating import (
     describe_template_error,
     make_environment,
@@ -59,6 +60,7 @@ class CampaignRenderer:
         self._plain = make_environment(
             plain_loader, TEMPLATE_VIEWS
         )  # renders again to locate an error exactly
+        self._services = ServiceNames(settings.services)
         self._base_context = {
             "clinic": clinic_view(settings.clinic),
             "booking_url": settings.clinic.booking_url,
@@ -85,8 +87,8 @@ class CampaignRenderer:
         context = {
             **self._base_context,
             "client": client,
-            "last_visit": last_visit,
-            "next_visit": next_visit,
+            "last_visit": self._services.visit(last_visit),
+            "next_visit": self._services.visit(next_visit),
         }
         if self.marketing:
             context["unsubscribe_url"] = unsubscribe_url or ""
@@ -140,12 +142,13 @@ class CampaignRenderer:
         markdown = MarkdownIt("commonmark", {"html": False, "typographer": True})
         markdown.enable(["replacements", "smartquotes"])
         css = self._loader.css(self._environment)
-        return [
-            load_article(
-                name, self.folders, lambda body: inline_fragment(markdown.render(body), css)
-            )
-            for name in names
-        ]
+
+        def render(body: str) -> tuple[str, str]:
+            tokens = markdown.parse(body)  # once: the HTML and the text say the same
+            html = markdown.renderer.render(tokens, markdown.options, {})
+            return inline_fragment(html, css), markdown_to_text(tokens)
+
+        return [load_article(name, self.folders, render) for name in names]
 
     # -- rendering ----------------------------------------------------------
 
