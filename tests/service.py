@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from .conftest import REBOOK
+from .smtpd import free_port
 
 
 class RunningService:
@@ -18,6 +19,10 @@ class RunningService:
     def __init__(self, folder: Path, *args: str, env: dict[str, str] | None = None) -> None:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("REBOOK_")}
         environment.update(env or {})
+        config = folder / "config.toml"
+        if "REBOOK_WEB__LISTEN" not in environment and "listen =" not in config.read_text():
+            # The endpoint's default, 127.0.0.1:8080, may be taken on the machine running tests.
+            environment["REBOOK_WEB__LISTEN"] = f"127.0.0.1:{free_port()}"
         self.process = subprocess.Popen(
             [str(REBOOK), "run", *args], cwd=folder, env=environment, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
