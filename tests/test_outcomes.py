@@ -138,3 +138,44 @@ def test_the_table_says_followed_by_and_an_unknown_campaign_exits_2(sqlite_clini
     unknown = sqlite_clinic.rebook("report", "--campaign", "nope")
     assert unknown.code == 2
     assert "no campaign named 'nope'" in unknown.err and "Traceback" not in unknown.err
+
+
+def test_a_control_group_is_compared_with_the_recipients_over_the_same_window(clinic, smtp):
+    from campaigns.stats import MEASURED, newcombe
+    from campaigns.store.expressions import CONTROL_BUCKETS, control_bucket
+
+    built = Clinic(clinic, smtp.port, people=100, campaign_extra="holdout = 0.5")
+    ids = [f"c{n:03d}" for n in range(100)]
+    control = [i for i in ids if control_bucket("book", i) < CONTROL_BUCKETS // 2]
+    treated = [i for i in ids if i not in control]
+    run = built.send()
+    assert run.held_out == len(control) and run.outcomes["sent"] == len(treated)
+    assert sorted(smtp.handler.addresses()) == sorted(f"person{int(i[1:])}@example.com"
+                                                      for i in treated)  # fmt: skip
+    built.book(
+        SENT + timedelta(days=2),
+        *(f"t{i},{i},2026-03-20T10:00,B,booked" for i in treated[:20]),
+        *(f"k{i},{i},2026-03-20T10:00,B,booked" for i in control[:2]),
+        f"kc,{control[2]},2026-03-20T10:00,B,cancelled",
+    )
+    built.book(SENT + timedelta(days=16), f"kl,{control[3]},2026-04-20T10:00,B,booked")
+    book = built.report()["book"]
+    assert (book["sent"], book["booked"]) == (len(treated), 20)
+    assert (book["control"]["clients"], book["control"]["booked"]) == (len(control), 2)
+    expected = newcombe(20, len(treated), 2, len(control))
+    difference = book["difference"]
+    assert difference["points"] == pytest.approx(expected.estimate * 100)
+    assert difference["interval"] == pytest.approx([expected.low * 100, expected.high * 100])
+    assert difference["bookings_won"] == pytest.approx(expected.estimate * len(treated))
+    assert difference["verdict"] == MEASURED
+    table = clinic.rebook("report", "--campaign", "book")
+    assert f"2 of {len(control)} booked" in table.out
+    assert "bookings won" in table.out
+
+
+def test_too_few_clients_are_said_in_words_not_as_a_number(sqlite_clinic, smtp):
+    built = Clinic(sqlite_clinic, smtp.port, people=20, campaign_extra="holdout = 0.5")
+    built.send()
+    book = built.report()["book"]
+    assert book["difference"]["verdict"] == "not enough data yet"
+    assert "not enough data yet" in sqlite_clinic.rebook("report").out
