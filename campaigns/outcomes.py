@@ -8,14 +8,14 @@ booking rate with that of clients picked alike and not sent it, whose clock
 starts when their email would have gone.
 
 Everything is counted in one SQL query, grouped by campaign, group
-(recipients or control) and local day; Python only adds those rows up into
+(recipients or control) and week; Python only adds those rows up into
 totals and weeks, so the cost does not grow with the clients in Python.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import case, exists, func, literal_column, select
 from sqlalchemy.engine import Connection
@@ -23,10 +23,11 @@ from sqlalchemy.engine import Connection
 from campaigns.config import Settings
 from campaigns.errors import UserError
 from campaigns.stats import Interval, newcombe, verdict, wilson
-from campaigns.store.expressions import after, local_day
+from campaigns.store.expressions import after, weeks_since
 from campaigns.store.tables import client_suppressions, sends, suppressions, visits
 
 SENT, HELD_OUT = "sent", "held_out"
+ORIGIN = date(2000, 1, 3)  # a Monday before any email: weeks are counted from it
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,7 @@ def report(
     others = sorted(known - set(settings.campaigns))  # no longer configured, still in the ledger
     names = [campaign] if campaign is not None else [*settings.campaigns, *others]
     found = {name: CampaignOutcome(name) for name in names}
-    offset = now.astimezone(settings.clinic.timezone).utcoffset() or timedelta(0)
-    _add_exposures(connection, found, window, offset, start_from, campaign)
+    _add_exposures(connection, found, window, settings.clinic.timezone, start_from, campaign)
     _add_failures(connection, found, start_from, campaign)
     return Report(now, start_from, window, list(found.values()))
 
@@ -124,8 +124,8 @@ def _ledger_campaigns(connection: Connection) -> set[str]:
     return set(connection.execute(select(sends.c.campaign).distinct()).scalars())
 
 
-def _add_exposures(connection, found, window, offset, start_from, campaign) -> None:
-    """Recipients and control clients, by campaign and local day, with what followed."""
+def _add_exposures(connection, found, window, zone, start_from, campaign) -> None:
+    """Recipients and control clients, by campaign and week, with what followed."""
     start = case(
         (sends.c.status == SENT, sends.c.sent_at),
         else_=func.coalesce(sends.c.next_attempt_at, sends.c.created_at),  # when it would have gone
@@ -135,15 +135,25 @@ def _add_exposures(connection, found, window, offset, start_from, campaign) -> N
     )
     if campaign is not None:
         rows = rows.where(sends.c.campaign == campaign)
-    exposed = rows.subquery("exposed")
     if start_from is not None:
-        exposed = select(exposed).where(exposed.c.start >= start_from).subquery("recent")
-    end = after(exposed.c.start, window)
+        rows = rows.where(start >= start_from)
+    # Weeks start on Monday at midnight on the clinic's clock (the offset of that first
+    # Monday: a clock change moves the boundary by an hour, no more).
+    origin = datetime.combine(ORIGIN, time(0), tzinfo=zone)
+    # Materialized, so that each row's start, end and week are worked out once: inlined,
+    # SQLite would parse the times again in every subquery that names them.
+    inner = rows.subquery("inner")
+    exposed = (
+        select(inner, after(inner.c.start, window).label("end"),
+               weeks_since(inner.c.start, origin).label("week"))
+        .cte("exposed")
+        .prefix_with("MATERIALIZED")
+    )  # fmt: skip
     kept = visits.c.status != literal_column("'cancelled'")
     followed = (
         select(func.count())
         .where(visits.c.client_id == exposed.c.client_id, kept,
-               visits.c.first_seen_at > exposed.c.start, visits.c.first_seen_at <= end)
+               visits.c.first_seen_at > exposed.c.start, visits.c.first_seen_at <= exposed.c.end)
         .scalar_subquery()
     )  # fmt: skip
     undated = (
@@ -156,28 +166,29 @@ def _add_exposures(connection, found, window, offset, start_from, campaign) -> N
         client_suppressions.c.client_id == exposed.c.client_id,
         client_suppressions.c.reason == literal_column("'unsubscribed'"),
         client_suppressions.c.created_at >= exposed.c.start,
-        client_suppressions.c.created_at <= end,
+        client_suppressions.c.created_at <= exposed.c.end,
     )
-    per_client = select(
-        exposed.c.campaign, exposed.c.status, local_day(exposed.c.start, offset).label("day"),
-        followed.label("bookings"), undated.label("undated"),
-        case((unsubscribed, 1), else_=0).label("unsubscribed"),
-    ).subquery("per_client")  # fmt: skip
+    per_client = (
+        select(exposed.c.campaign, exposed.c.status, exposed.c.week,
+               followed.label("bookings"), undated.label("undated"),
+               case((unsubscribed, 1), else_=0).label("unsubscribed"))
+        .cte("per_client")
+        .prefix_with("MATERIALIZED")  # each count once, though the sums read it twice
+    )  # fmt: skip
     query = select(
-        per_client.c.campaign, per_client.c.status, per_client.c.day, func.count(),
+        per_client.c.campaign, per_client.c.status, per_client.c.week, func.count(),
         func.sum(case((per_client.c.bookings > 0, 1), else_=0)), func.sum(per_client.c.bookings),
         func.sum(per_client.c.undated), func.sum(per_client.c.unsubscribed),
-    ).group_by(per_client.c.campaign, per_client.c.status, per_client.c.day)  # fmt: skip
+    ).group_by(per_client.c.campaign, per_client.c.status, per_client.c.week)  # fmt: skip
     weeks: dict[tuple[str, date], Week] = {}
-    for name, status, day, clients, booked, bookings, undated_, unsubscribed_ in connection.execute(
-        query
-    ):
+    found_rows = connection.execute(query)
+    for name, status, number, clients, booked, bookings, undated_, unsubscribed_ in found_rows:
         outcome = found.get(name)
-        if outcome is None or day is None:
+        if outcome is None or number is None:
             continue
         # PostgreSQL sums counts as numeric: int() keeps JSON numbers numbers
         group = Group(clients, int(booked or 0), int(bookings or 0))
-        monday = date.fromisoformat(day) - timedelta(days=date.fromisoformat(day).weekday())
+        monday = ORIGIN + timedelta(weeks=number)
         week = weeks.setdefault((name, monday), Week(monday))
         if status == SENT:
             outcome.recipients += group
