@@ -108,3 +108,13 @@ def test_plan_and_status_show_how_many_a_run_holds_out(sqlite_clinic):
     assert status["counts"]["held_out"] == expected
     assert status["counts"]["sent"] == 60 - expected
     assert "held out" in sqlite_clinic.rebook("status").out
+
+
+def test_a_holdout_over_half_is_a_config_error_naming_the_key(sqlite_clinic):
+    clinic_of(sqlite_clinic, 2)
+    sqlite_clinic.config.write_text(
+        sqlite_clinic.config.read_text().replace("holdout = 0.3", "holdout = 0.7")
+    )
+    done = sqlite_clinic.rebook("report")
+    assert done.code == 2 and "campaigns.monthly.holdout" in done.err, done.err
+    assert "Traceback" not in done.err
