@@ -115,6 +115,10 @@ def report(
     others = sorted(known - set(settings.campaigns))  # no longer configured, still in the ledger
     names = [campaign] if campaign is not None else [*settings.campaigns, *others]
     found = {name: CampaignOutcome(name) for name in names}
+    if connection.dialect.name == "postgresql":
+        # The planner's cost for a subquery per ledger row turns JIT on, whose compiling
+        # took 2 s of a 3.7 s report at 10,000 clients: this query gains nothing from it.
+        connection.exec_driver_sql("SET LOCAL jit = off")
     _add_exposures(connection, found, window, settings.clinic.timezone, start_from, campaign)
     _add_failures(connection, found, start_from, campaign)
     return Report(now, start_from, window, list(found.values()))
