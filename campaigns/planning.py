@@ -24,7 +24,9 @@ from campaigns.store.forgotten import count_forgotten
 from campaigns.store.tables import client_suppressions, sends, suppressions
 
 SCHEDULED, BY_HAND, DISABLED = "scheduled", "by hand only", "disabled"
-COUNTED = ("sent", "deferred", "failed", "held", "queued", "sending", "skipped", "error")
+COUNTED = (
+    "sent", "deferred", "failed", "held", "queued", "sending", "skipped", "error", "held_out",
+)  # fmt: skip
 SAMPLE = 5  # members shown by ``plan`` for each campaign
 _JUST_BEFORE = timedelta(microseconds=1)
 
@@ -159,6 +161,7 @@ class Reach:
     count: int  # who would get it
     held: int = 0  # of them, waiting for quiet hours (their own clock, or the clinic's)
     held_until: datetime | None = None  # the earliest end among those
+    held_out: int = 0  # of them, the control group (holdout): recorded, not sent
     sample: list[tuple[str, str]] = field(default_factory=list)  # (email, ledger key)
 
 
@@ -232,9 +235,12 @@ def reach(
     if campaign.marketing and settings.policy.quiet_hours is not None:
         window, zone = settings.policy.quiet_hours, settings.clinic.timezone
         hold = holds_for(connection, window, zone, moment).column()
-    rows = audience.select(hold.label("held_until")).subquery()
-    count, held, until = connection.execute(
-        select(func.count(), func.count(rows.c.held_until), func.min(rows.c.held_until))
+    status = audience.status_column().label("status")
+    rows = audience.select(hold.label("held_until"), status).subquery()
+    held_out = func.coalesce(func.sum(case((rows.c.status == "held_out", 1), else_=0)), 0)
+    count, held, until, out = connection.execute(
+        select(func.count(), func.count(rows.c.held_until), func.min(rows.c.held_until), held_out)
     ).one()
     sample = connection.execute(audience.select().limit(SAMPLE)).all()
-    return Reach(members, left_out, count, held, until, [(row.email, row.key) for row in sample])
+    return Reach(members, left_out, count, held, until, int(out),
+                 [(row.email, row.key) for row in sample])  # fmt: skip

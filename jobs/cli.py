@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from campaigns.errors import UserError
-from jobs import console, forgetting, operating, sending, serving
+from jobs import console, forgetting, operating, reporting, sending, serving
 from jobs.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, App, local_time, pass_app
 
 
@@ -312,6 +312,7 @@ for command in (
     serving.sync,
     operating.status,
     operating.plan,
+    reporting.report,
 ):
     cli.add_command(command)
 

@@ -54,6 +54,12 @@ def send_summary(report, held_until: str = "", ignoring: bool = False) -> list[s
         if report.bounced:
             head += f" ({report.bounced} hard bounce(s), now suppressed)"
     lines = [head]
+    if report.held_out:
+        verb = "would hold" if report.dry_run else "held"
+        lines.append(
+            f"  {verb} out {report.held_out} as the control group (not sent; "
+            "rebook report compares their bookings)"
+        )
     if report.held:
         lines.append(
             f"  held {report.held} for quiet hours ({report.quiet_hours}) until "

@@ -81,7 +81,7 @@ def _print_status(report, zone) -> None:
     console.print_table(
         None,
         ["campaign", "schedule", "next run", "last run", "outcome", "sent", "deferred",
-         "failed", "held", "queued", "errors"],
+         "failed", "held", "queued", "errors", "held out"],
         [_status_row(campaign, zone) for campaign in report.campaigns],
     )  # fmt: skip
     reasons = ", ".join(f"{reason} {n}" for reason, n in report.suppressed.items())
@@ -101,7 +101,7 @@ def _status_row(campaign, zone) -> tuple:
         campaign.name, campaign.schedule or "", _when(campaign, campaign.next_run, zone),
         shown(last.scheduled_for, zone) if last else "", outcome,
         counts["sent"], counts["deferred"], counts["failed"], counts["held"],
-        counts["queued"] + counts["sending"], counts["error"],
+        counts["queued"] + counts["sending"], counts["error"], counts["held_out"],
     )  # fmt: skip
 
 
@@ -215,6 +215,8 @@ def _reach_cell(campaign, zone) -> str:
     text = f"{reach.count} of {reach.members}"
     if reach.held:
         text += f"\n{reach.held} held for quiet hours until {shown(reach.held_until, zone)}"
+    if reach.held_out:
+        text += f"\nof them {reach.held_out} held out as the control group"
     return text
 
 
@@ -248,6 +250,7 @@ def _campaign_status_json(campaign, zone) -> dict:
             "finished_at": _iso(last.finished_at, zone),
             "outcome": last.outcome, "detail": last.detail, "sent": last.sent,
             "deferred": last.deferred, "failed": last.failed, "held": last.held,
+            "held_out": last.held_out,
         },
         "last_sent_at": _iso(campaign.last_sent, zone), "counts": campaign.counts,
         "problem": campaign.problem,
@@ -265,6 +268,7 @@ def _plan_json(campaign, zone) -> dict:
         "reach": None if reach is None else {
             "members": reach.members, "left_out": reach.left_out, "count": reach.count,
             "held": reach.held, "held_until": _iso(reach.held_until, zone),
+            "held_out": reach.held_out,
             "sample": [{"email": email, "key": key} for email, key in reach.sample],
         },
         "problem": campaign.problem,

@@ -371,7 +371,7 @@ def _counts(report) -> dict[str, int]:
     return {"members": report.members, "enqueued": report.enqueued, "sent": outcomes["sent"],
             "deferred": outcomes["deferred"], "failed": outcomes["failed"],
             "bounced": report.bounced, "skipped": outcomes["skipped"], "error": outcomes["error"],
-            "held": report.held}  # fmt: skip
+            "held": report.held, "held_out": report.held_out}  # fmt: skip
 
 
 def _worker() -> str:

@@ -89,3 +89,38 @@ def test_a_database_that_cannot_be_opened_is_a_config_error(tmp_path):
         )
     with pytest.raises(ConfigError, match=r"database\.url: cannot open"):
         open_database(Database(url=f"sqlite:///{tmp_path}/missing-folder/x.db"))
+
+
+def test_upgrading_to_outcomes_keeps_visits_and_leaves_them_undated(tmp_path):
+    """Visits imported before rebook kept ``first_seen_at`` cannot be dated: NULL, not a guess."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from campaigns.store.tables import visits
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    old = create_engine(url)
+    with old.begin() as connection:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+        stamp = "2026-01-01 00:00:00.000000"
+        connection.execute(
+            text(
+                f"INSERT INTO clients (id, email, updated_at) VALUES ('1', 'a@b.example', '{stamp}')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO visits (id, client_id, starts_at, service, status, updated_at) "
+                f"VALUES ('v1', '1', '{stamp}', 'massage', 'booked', '{stamp}')"
+            )
+        )
+    old.dispose()
+    engine = open_database(Database(url=url))
+    with engine.connect() as connection:
+        assert connection.execute(select(visits.c.id, visits.c.first_seen_at)).all() == [
+            ("v1", None)
+        ]
+    engine.dispose()

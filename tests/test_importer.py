@@ -67,6 +67,24 @@ def test_importing_twice_changes_nothing_and_changes_are_counted(clinic):
     assert ("2", "sports") in clinic.rows(client_tags, "client_id", "tag")
 
 
+def test_a_visit_keeps_the_time_it_was_first_seen_and_unchanged_rows_stay_unchanged(clinic):
+    clinic.rebook("import", "clients", str(clinic.write("clients.csv", CLIENTS)))
+    before = datetime.now(UTC)
+    first = clinic.rebook("import", "visits", str(clinic.write("visits.csv", VISITS)))
+    assert "3 inserted, 0 updated, 0 unchanged" in first.out, first.err
+    seen = dict(clinic.rows(visits, "id", "first_seen_at"))
+    assert all(before <= moment <= datetime.now(UTC) for moment in seen.values())
+    later = VISITS.replace("remedial-massage,booked", "remedial-massage,attended")
+    later += "    v4,3,2026-12-02T10:00,remedial-massage,booked,\n"
+    again = clinic.rebook("import", "visits", str(clinic.write("visits.csv", later)))
+    assert "1 inserted, 1 updated, 2 unchanged, 0 rejected" in again.out, again.err
+    now_seen = dict(clinic.rows(visits, "id", "first_seen_at"))
+    assert {key: now_seen[key] for key in seen} == seen  # the update kept v3's date
+    assert now_seen["v4"] > max(seen.values())
+    same = clinic.rebook("import", "visits", str(clinic.write("visits.csv", later)))
+    assert "0 inserted, 0 updated, 4 unchanged" in same.out
+
+
 def test_visit_times_without_offset_are_clinic_local(clinic):
     clinic.rebook("import", "clients", str(clinic.write("clients.csv", CLIENTS)))
     result = clinic.rebook("import", "visits", str(clinic.write("visits.csv", VISITS)))

@@ -4,7 +4,9 @@ A file is read row by row and written in batches inside one transaction, so
 a million visits never sit in memory and a file with a bad row leaves the
 database exactly as it was (unless ``skip_invalid`` asks for the good rows).
 Rows are upserted by ``id``; a row whose values did not change is not
-written, which is how importing the same file twice changes nothing. An id
+written, which is how importing the same file twice changes nothing. A visit
+is stamped ``first_seen_at`` by the import that inserts it and never again,
+so the report can tell a booking made after an email from an older one. An id
 twice in one file is a mistake (which row should win?), so the second is
 rejected.
 
@@ -46,6 +48,7 @@ _TABLES = {"clients": ("clients", "client_tags"), "visits": ("visits",)}  # what
 _PG_IMPORT_LOCK = 0x7265626F6F6B + 1  # one import at a time, as SQLite's write lock gives
 _UNKNOWN_CLIENT = "is not an imported client"
 _INSERTED = literal_column("xmax = 0", Boolean)  # PostgreSQL: the row is new, not updated
+_STAMPS = ("updated_at", "first_seen_at")  # set by the import, not read from the file
 Kind = Literal["clients", "visits"]
 Progress = Callable[[int, int], None]  # (bytes read, file size)
 
@@ -349,9 +352,13 @@ def _batches(records: Iterator[dict]) -> Iterator[list[dict]]:
 
 
 def _upsert_statement(connection: Connection, table: Table, columns: list[str]):
-    """INSERT … ON CONFLICT (id) DO UPDATE, touching only rows whose values differ."""
+    """INSERT … ON CONFLICT (id) DO UPDATE, touching only rows whose values differ.
+
+    ``first_seen_at`` is inserted and never updated, nor compared: a row seen
+    before keeps its date, and counts as unchanged when nothing else changed.
+    """
     statement = insert_for(connection.dialect.name, table)
-    data = [name for name in columns if name not in ("id", "updated_at")]
+    data = [name for name in columns if name != "id" and name not in _STAMPS]
     return statement.on_conflict_do_update(
         index_elements=[table.c.id],
         set_={name: statement.excluded[name] for name in [*data, "updated_at"]},
@@ -368,18 +375,19 @@ def _upsert(
     On SQLite the records are converted in place to what the driver stores
     (the tags and addresses the caller reads afterwards are text, unchanged).
     """
-    statement = _upsert_statement(connection, table, [*batch[0], "updated_at"])
+    stamps = {name: now for name in _STAMPS if name in table.c}
+    statement = _upsert_statement(connection, table, [*batch[0], *stamps])
     if connection.dialect.name != "sqlite":
         # psycopg reports no rowcount for executemany; the rows returned are the written
         # ones, and a row this statement inserted (rather than updated) has no xmax.
-        rows = [{**record, "updated_at": now} for record in batch]
+        rows = [{**record, **stamps} for record in batch]
         written = connection.execute(statement.returning(_INSERTED), rows).scalars().all()
         return len(written), sum(written)
     # SQLite: plain rows to the driver's executemany (see campaigns.store.prepared),
     # whose rowcount counts the rows written.
     written = (
         PreparedStatement(statement, connection.dialect)
-        .execute(connection, batch, updated_at=now)
+        .execute(connection, batch, **stamps)
         .rowcount
     )
     return written, 0

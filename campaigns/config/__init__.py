@@ -36,6 +36,7 @@ from campaigns.config.sections import (
     Database,
     Mail,
     Policy,
+    ReportSection,
     Segment,
     Services,
     ServiceSection,
@@ -47,8 +48,9 @@ from campaigns.config.values import Name
 from campaigns.errors import ConfigError
 
 __all__ = [
-    "Campaign", "Clinic", "Database", "Mail", "Policy", "Segment", "ServiceSection", "Settings",
-    "Smtp", "Sync", "Web", "load_settings", "read_toml", "resolve_paths",
+    "Campaign", "Clinic", "Database", "Mail", "Policy", "ReportSection", "Segment",
+    "ServiceSection", "Settings", "Smtp", "Sync", "Web", "load_settings", "read_toml",
+    "resolve_paths",
 ]  # fmt: skip
 
 
@@ -72,6 +74,7 @@ class Settings(BaseSettings):
     web: Web = Web()
     policy: Policy = Policy()
     service: ServiceSection = ServiceSection()
+    report: ReportSection = ReportSection()
     sync: Sync | None = None
     segments: dict[Name, Segment] = {}
     campaigns: dict[Name, Campaign] = {}

@@ -214,6 +214,12 @@ class ServiceSection(Section):
     catch_up: Duration = timedelta(hours=24)  # a run missed while stopped runs once if this recent
 
 
+class ReportSection(Section):
+    """``[report]``: what ``rebook report`` counts as a booking that followed an email."""
+
+    window: Duration = timedelta(days=14)  # a booking first seen this long after an email
+
+
 class Sync(Section):
     clients: Path | None = None
     visits: Path | None = None
@@ -245,6 +251,8 @@ class Campaign(Section):
     schedule: ScheduleValue | None = None
     repeat_after: Duration | None = None
     enabled: bool = True
+    # A share of each run's audience kept back, unsent, as a control group (0: none).
+    holdout: float = Field(0.0, ge=0.0, le=0.5)
 
     @model_validator(mode="after")
     def _content(self) -> Campaign:

@@ -12,6 +12,14 @@ Keys: ``once`` without ``repeat_after``; the number of the ``repeat_after``
 period ``now`` falls in otherwise; the article's name for a series, where
 each client gets the first article of the list they have not had yet;
 ``visit:ID`` for an appointment reminder, one per booked visit.
+
+A campaign with ``holdout`` keeps that share of its audience back as a
+control group: those clients get a ``held_out`` row instead of a ``queued``
+one, chosen by a hash of (campaign, client) so that the same clients are
+held out at every run and by every worker. The row spends the key as a sent
+one does: the client is not queued again for it, and ``repeat_after`` spaces
+their turns as it spaces the recipients'. It does not count against
+``max_marketing``, since the client received nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from campaigns.config import Campaign, Segment
 from campaigns.delivery.quiet import Holds, no_hold
 from campaigns.delivery.suppression import allowed
 from campaigns.durations import Rate, format_duration
+from campaigns.store.expressions import in_control_group
 from campaigns.store.tables import UNSPENT_STATUSES as UNSPENT
 from campaigns.store.tables import UTCDateTime, clients, sends, visits
 from campaigns.store.upsert import insert_for
@@ -48,6 +57,7 @@ ONCE = "once"
 VISIT_KEY = "visit:"  # + the visit's id: an appointment reminder's key
 BOOKED = visits.alias("booked")  # the visit a reminder is for (segment rules use ``visits``)
 WAITING = ("queued", "claimed", "sending", "deferred")
+HELD_OUT = "held_out"
 
 
 def period_key(campaign: Campaign, now: datetime) -> str:
@@ -140,6 +150,7 @@ class Audience:
                 ("already sent", not_(self._had(key, ("sent",)))),
                 ("already queued or waiting for a retry", not_(self._had(key, WAITING))),
                 ("refused or bounced before", not_(self._had(key, ("failed",)))),
+                ("in the control group before", not_(self._had(key, (HELD_OUT,)))),
             ]
         else:
             reasons.append(("already had it", not_(self._had(self.key_column()))))
@@ -155,12 +166,26 @@ class Audience:
             .where(
                 sends.c.client_id == clients.c.id,
                 sends.c.marketing.is_(True),
-                sends.c.status.not_in(("failed", *UNSPENT)),
+                sends.c.status.not_in(("failed", HELD_OUT, *UNSPENT)),
                 sends.c.created_at > self.now - cap.per,
             )
             .scalar_subquery()
         )
         return recent < cap.count
+
+    def status_column(self, client_id: ColumnElement | None = None) -> ColumnElement[str]:
+        """``held_out`` for a client in the campaign's control group, else ``queued``."""
+        if not self.campaign.holdout:
+            return literal("queued")
+        client_id = clients.c.id if client_id is None else client_id
+        control = in_control_group(self.name, client_id, self.campaign.holdout)
+        return case((control, literal(HELD_OUT)), else_=literal("queued"))
+
+    def held_out(self, connection: Connection) -> int:
+        """This campaign's control-group rows, counted before and after ``enqueue``."""
+        mine = (sends.c.campaign == self.name) & (sends.c.status == HELD_OUT)
+        query = select(func.count()).where(mine)
+        return connection.execute(query).scalar_one()
 
     def select(self, *extra: ColumnElement) -> Select:
         """client_id, email, key (and ``extra``) of everyone this run sends to, in id order."""
@@ -204,7 +229,8 @@ class Audience:
         ``holds`` stamps marketing held for quiet hours with when it may go.
         """
         hold = holds.column() if holds is not None else no_hold()
-        audience = self.select(hold.label("held_until")).subquery()
+        audience = self.select(hold.label("held_until"), self.status_column().label("status"))
+        audience = audience.subquery()
         requeue = (
             update(sends)
             .where(
@@ -213,7 +239,7 @@ class Audience:
                 tuple_(sends.c.client_id, sends.c.key).in_(select(audience.c.id, audience.c.key)),
             )
             .values(
-                status="queued",
+                status=self.status_column(sends.c.client_id),
                 attempts=0,
                 worker=None,
                 updated_at=self.now,
@@ -224,7 +250,7 @@ class Audience:
         now = literal(self.now, UTCDateTime)
         rows = select(
             literal(self.name), audience.c.id, audience.c.key, literal(self.campaign.marketing),
-            audience.c.email, literal("queued"), now, now, audience.c.held_until,
+            audience.c.email, audience.c.status, now, now, audience.c.held_until,
         ).where(true())  # SQLite reads "FROM … ON CONFLICT" as a join without a WHERE  # fmt: skip
         columns = ["campaign", "client_id", "key", "marketing", "email", "status", "created_at",
                    "updated_at", "next_attempt_at"]  # fmt: skip

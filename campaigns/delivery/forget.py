@@ -10,8 +10,9 @@ What goes, in one transaction (a failure leaves everything as it was):
   deferred, skipped, error) are deleted: they will never be sent; a worker
   that had claimed one finds it gone and sends nothing, and one whose message
   was already in flight records nothing of it, not even a bounce. Rows that
-  ended (sent, failed) stay, because ``status`` and reports count them, but
-  nothing in them points at the person any more: the client id becomes a random stand-in
+  ended (sent, failed, held out of a control group) stay, because
+  ``status`` and reports count them, but nothing in them points at the
+  person any more: the client id becomes a random stand-in
   (``erased-…``, unrelated to the hashes, so knowing the address does not
   find them), the address, the server's reply (which often quotes the
   address) and the Message-ID (which the provider's logs tie to the
@@ -50,7 +51,7 @@ from campaigns.store.tables import (
     visits,
 )
 
-ENDED = ("sent", "failed")  # ledger rows that count in status and reports: kept, anonymised
+ENDED = ("sent", "failed", "held_out")  # rows status and reports count: kept, anonymised
 STAND_IN = "erased-"  # + random hex: the client id of a forgotten client's kept ledger rows
 
 

@@ -64,6 +64,7 @@ class RunReport:
     quiet_hours: str | None = None  # set when marketing ran inside [policy] quiet_hours
     held: int = 0  # marketing waiting for quiet hours to end
     held_until: datetime | None = None  # the earliest end among them
+    held_out: int = 0  # the control group of a campaign with holdout: recorded, not sent
 
 
 def quiet_hours_now(settings: Settings, campaign, now: datetime) -> str | None:
@@ -113,8 +114,10 @@ class CampaignRun:
         with self.engine.connect() as connection:
             report.members, report.left_out = self.audience.explain(connection)
             if dry_run:
-                selected = connection.execute(self.audience.select())
-                report.would_send = [(row.email, row.key) for row in selected]
+                status = self.audience.status_column().label("status")
+                selected = connection.execute(self.audience.select(status)).all()
+                report.would_send = [(r.email, r.key) for r in selected if r.status == "queued"]
+                report.held_out = len(selected) - len(report.would_send)
         return report
 
     def enqueue(self, *, quiet_hours: bool = True) -> None:
@@ -129,7 +132,10 @@ class CampaignRun:
             if quiet_hours and self.campaign.marketing:
                 window, zone = self.settings.policy.quiet_hours, self.settings.clinic.timezone
                 holds = holds_for(connection, window, zone, self.clock())
+            before = self.audience.held_out(connection) if self.campaign.holdout else 0
             self.report.enqueued = self.audience.enqueue(connection, holds)
+            if self.campaign.holdout:  # counted in the enqueue's own transaction
+                self.report.held_out = self.audience.held_out(connection) - before
             if not quiet_hours:  # the owner means it: what an earlier run held goes now too
                 self.ledger.release_held(connection, self.clock())
         if self.report.enqueued >= REFRESH_STATISTICS_FROM:

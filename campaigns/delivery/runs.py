@@ -39,6 +39,7 @@ class RunRecord:
     deferred: int
     failed: int
     held: int
+    held_out: int = 0  # the control group of a campaign with holdout
 
 
 def claim_run(engine: Engine, campaign: str, scheduled_for: datetime, now: datetime) -> int | None:
@@ -98,7 +99,7 @@ def last_runs(connection: Connection) -> dict[str, RunRecord]:
     return {
         row.campaign: RunRecord(
             row.campaign, row.scheduled_for, row.started_at, row.finished_at, row.worker,
-            row.outcome, row.detail, row.sent, row.deferred, row.failed, row.held,
+            row.outcome, row.detail, row.sent, row.deferred, row.failed, row.held, row.held_out,
         )
         for row in connection.execute(query)
     }  # fmt: skip

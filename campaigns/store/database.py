@@ -19,11 +19,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from campaigns.config import Database
 from campaigns.config.report import mask_secrets
 from campaigns.errors import ConfigError
+from campaigns.store.expressions import SQLITE_CONTROL_BUCKET, control_bucket
 
 # The newest migration under campaigns/store/migrations/versions. When the database
 # already carries it, start-up does no migration work and never imports Alembic.
 # tests/test_database.py checks this against Alembic's own head.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another to finish
 _PG_MIGRATION_LOCK = 0x7265626F6F6B  # "rebook": one upgrade at a time among workers
@@ -70,6 +71,10 @@ def _make_sqlite_behave(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
+        # PostgreSQL computes the control-group hash with md5(); SQLite has none
+        dbapi_connection.create_function(
+            SQLITE_CONTROL_BUCKET, 2, control_bucket, deterministic=True
+        )
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:

@@ -110,9 +110,15 @@ visits = Table(
     Column("status", String(16), nullable=False),
     Column("therapist", String(200), nullable=False, server_default=""),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Set by the import that inserted the visit, never by a later one: a booking
+    # first seen after an email "follows" it (campaigns.outcomes). NULL: imported
+    # before rebook kept this, so it cannot be dated.
+    Column("first_seen_at", UTCDateTime),
     CheckConstraint("status IN ('booked', 'attended', 'cancelled', 'no-show')", name="status"),
     # Serves every segment rule: per client, per status, by service, by time.
     Index(None, "client_id", "status", "service", "starts_at"),
+    # Serves the report: a recipient's bookings first seen within the window.
+    Index(None, "client_id", "first_seen_at", "status"),
 )
 
 suppressions = Table(
@@ -163,7 +169,7 @@ app_state = Table(
 )
 
 SEND_STATUSES = (
-    "queued", "claimed", "sending", "sent", "deferred", "failed", "skipped", "error",
+    "queued", "claimed", "sending", "sent", "deferred", "failed", "skipped", "error", "held_out",
 )  # fmt: skip
 # Rows that did not spend their key: the next run of the campaign queues them
 # again for the clients still in its audience.
@@ -175,7 +181,10 @@ UNSPENT_STATUSES = ("skipped", "error")
 # deferred (retried from next_attempt_at) or failed (refused: the key is
 # spent). Two ends leave the key unspent: skipped (no longer allowed when it
 # was about to leave: unsubscribed, bounced, consent withdrawn) and error (a
-# failure of rebook's own making: a template, a header, a login).
+# failure of rebook's own making: a template, a header, a login). A client in a
+# campaign's control group gets a held_out row instead of a queued one: never
+# sent, and it spends the key as sent does, so the client stays in the control
+# group at the next run and repeat_after spaces their turns alike.
 sends = Table(
     "sends",
     metadata,
@@ -199,7 +208,7 @@ sends = Table(
     UniqueConstraint("campaign", "client_id", "key"),
     CheckConstraint(
         "status IN ('queued', 'claimed', 'sending', 'sent', 'deferred', 'failed', 'skipped', "
-        "'error')",
+        "'error', 'held_out')",
         name="status",
     ),
     Index(None, "campaign", "status", "next_attempt_at"),
@@ -243,6 +252,7 @@ runs = Table(
     Column("deferred", Integer, nullable=False, server_default="0"),
     Column("failed", Integer, nullable=False, server_default="0"),
     Column("held", Integer, nullable=False, server_default="0"),
+    Column("held_out", Integer, nullable=False, server_default="0"),
     UniqueConstraint("campaign", "scheduled_for"),
     CheckConstraint("outcome IN ('running', 'done', 'failed', 'skipped')", name="outcome"),
 )

@@ -1,0 +1,170 @@
+"""``rebook report``: what followed each campaign, as a table, JSON, or an HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from jobs import console
+from jobs.app import EXIT_OK, App, pass_app
+
+
+def _duration(context, parameter, value: str | None):
+    if value is None:
+        return None
+    from campaigns.durations import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@click.command()
+@click.option("--since", metavar="D", callback=_duration,
+              help="Only emails sent in the last D (e.g. 90d, 12w) [all].")  # fmt: skip
+@click.option("--campaign", "name", metavar="NAME", help="Only this campaign.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--html", "html_path", metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a self-contained HTML page with charts to FILE.")  # fmt: skip
+@pass_app
+def report(app: App, since, name: str | None, as_json: bool, html_path: Path | None) -> int:
+    """Per campaign: sent, failed, bounced, unsubscribed, and the bookings that followed.
+
+    A booking follows an email when the client's visit (not cancelled) was
+    first seen by an import after the email went and within [report] window
+    (default 14d). That is "followed by", not "caused by": a campaign with
+    a control group (holdout) also shows the difference it measured between
+    recipients and the clients held out, with a 95% confidence interval.
+
+    \b
+    Examples:
+      rebook report
+      rebook report --since 90d --campaign book-next-massage
+      rebook report --json
+      rebook report --html report.html
+    """
+    from campaigns.outcomes import report as outcomes
+
+    with app.engine.connect() as connection:
+        found = outcomes(connection, app.settings, app.now(), since=since, campaign=name)
+    zone = app.settings.clinic.timezone
+    if html_path is not None:
+        from jobs.report_page import write_page
+
+        write_page(html_path, found, app.settings.clinic.name, zone)
+    if as_json:
+        console.print_json(as_data(found, zone))
+    elif html_path is not None:
+        click.echo(f"wrote {html_path}")
+    else:
+        _print(found, zone)
+    return EXIT_OK
+
+
+def _print(found, zone) -> None:
+    from campaigns.durations import format_duration
+
+    since = f" since {found.since.astimezone(zone):%Y-%m-%d %H:%M}" if found.since else ""
+    click.echo(
+        f"report{since}: a booking follows an email when first seen within "
+        f"{format_duration(found.window)} of it (followed by, not caused by)"
+    )
+    console.print_table(
+        None,
+        ["campaign", "sent", "failed", "bounced", "unsubscribed", "booked after",
+         "bookings", "control group"],
+        [(c.name, c.recipients.clients, c.failed, c.bounced, c.unsubscribed,
+          f"{c.recipients.booked} ({_percent(c.recipients.rate.estimate)})"
+          if c.recipients.clients else "-",
+          c.recipients.bookings, _control_cell(c)) for c in found.campaigns],
+    )  # fmt: skip
+    undated = sum(c.undated for c in found.campaigns)
+    if undated:
+        click.echo(
+            f"note: {undated} later visit(s) of recipients were imported before rebook "
+            "recorded when it first saw a visit; they cannot be dated and are not counted"
+        )
+
+
+def _control_cell(campaign) -> str:
+    comparison = campaign.comparison
+    if comparison is None:
+        return "-"
+    control = campaign.control
+    lines = [f"{control.booked} of {control.clients} booked ({_percent(control.rate.estimate)})"]
+    lines.append(_in_words(comparison))
+    return "\n".join(lines)
+
+
+def _in_words(comparison) -> str:
+    from campaigns.stats import MEASURED
+
+    if comparison.verdict != MEASURED:
+        return comparison.verdict
+    d, won = comparison.difference, comparison.won
+    return (
+        f"{_points(d.estimate)} points (95% CI {_points(d.low)} to {_points(d.high)}); "
+        f"bookings won {won.estimate:.0f} ({won.low:.0f} to {won.high:.0f})"
+    )
+
+
+def _percent(rate: float) -> str:
+    return f"{rate * 100:.1f}%"
+
+
+def _points(difference: float) -> str:
+    return f"{difference * 100:+.1f}"
+
+
+def as_data(found, zone) -> dict:
+    """The report for scripts: counts, rates as fractions, intervals as [low, high]."""
+    from campaigns.durations import format_duration
+
+    return {
+        "now": _iso(found.now, zone),
+        "since": found.since.astimezone(zone).isoformat(timespec="seconds")
+        if found.since
+        else None,
+        "window": format_duration(found.window),
+        "campaigns": [_campaign_data(c) for c in found.campaigns],
+    }
+
+
+def _iso(moment, zone) -> str | None:
+    return moment.astimezone(zone).isoformat(timespec="seconds") if moment else None
+
+
+def _group_data(group) -> dict:
+    rate = group.rate
+    return {"clients": group.clients, "booked": group.booked, "bookings": group.bookings,
+            "rate": rate.estimate, "rate_interval": [rate.low, rate.high]}  # fmt: skip
+
+
+def _campaign_data(campaign) -> dict:
+    comparison = campaign.comparison
+    return {
+        "name": campaign.name, "sent": campaign.recipients.clients, "failed": campaign.failed,
+        "bounced": campaign.bounced, "unsubscribed": campaign.unsubscribed,
+        "booked": campaign.recipients.booked, "bookings": campaign.recipients.bookings,
+        "booking_rate": campaign.recipients.rate.estimate if campaign.recipients.clients else None,
+        "undated_visits": campaign.undated,
+        "recipients": _group_data(campaign.recipients),
+        "control": None if comparison is None else _group_data(campaign.control),
+        "difference": None if comparison is None else {
+            "points": comparison.difference.estimate * 100,
+            "interval": [comparison.difference.low * 100, comparison.difference.high * 100],
+            "method": "Newcombe hybrid score, 95%",
+            "bookings_won": comparison.won.estimate,
+            "bookings_won_interval": [comparison.won.low, comparison.won.high],
+            "verdict": comparison.verdict,
+        },
+        "weeks": [
+            {"week": week.start.isoformat(), "sent": week.recipients.clients,
+             "booked": week.recipients.booked, "bookings": week.recipients.bookings,
+             "control": week.control.clients, "control_booked": week.control.booked}
+            for week in campaign.weeks
+        ],
+    }  # fmt: skip
