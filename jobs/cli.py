@@ -107,9 +107,23 @@ def check(app: App, smtp_login: bool) -> int:
         ["segment", "members now", "used by"],
         [(r.name, r.members, ", ".join(r.campaigns) or "-") for r in results],
     )
+    _print_dkim(app)
     if smtp_login:
         return _check_smtp(settings)
     return EXIT_OK
+
+
+def _print_dkim(app: App) -> None:
+    from campaigns.checks import check_dkim
+
+    dkim = check_dkim(app.settings)
+    if dkim is None:
+        return
+    for warning in dkim.warnings:
+        console.warn(f"{app.config_path}: {warning}")
+    click.echo("dkim: messages are signed; publish this DNS TXT record (see the README):")
+    click.echo(f"  name:  {dkim.name}")
+    click.echo(f"  value: {dkim.value}")
 
 
 def _check_smtp(settings) -> int:

@@ -23,7 +23,7 @@ from campaigns.clients.lookup import visit_views_by_id, visit_views_for
 from campaigns.config import Settings
 from campaigns.content.composing import Composer, Job
 from campaigns.content.context import ClientView, client_view
-from campaigns.content.message import sender_from
+from campaigns.content.message import dkim_signer, sender_from
 from campaigns.content.render import CampaignRenderer
 from campaigns.content.tokens import make_token, unsubscribe_url
 from campaigns.delivery.audience import VISIT_KEY, Audience
@@ -105,6 +105,7 @@ class CampaignRun:
         cap = settings.policy.max_marketing
         self.audience = Audience(name, self.campaign, self.segment, clock(), self.series, cap)
         self.sender = sender_from(settings.mail)
+        self.signer = dkim_signer(settings.dkim)  # the key parsed once per run and process
         self.ledger = Ledger(engine, name, self.sender.domain)
         self.report = RunReport(name)
         self._secret: bytes | None = None
@@ -153,7 +154,7 @@ class CampaignRun:
 
     async def deliver(self, transport: Transport, progress: Progress | None) -> None:
         await transport.open()  # TransportUnavailable before anything is claimed
-        await self._deliver(transport, Composer(self.renderer, self.sender), progress)
+        await self._deliver(transport, Composer(self.renderer, self.sender, self.signer), progress)
 
     async def _deliver(self, transport: Transport, composer, progress: Progress | None) -> None:
         self.ledger.register(self.clock())
