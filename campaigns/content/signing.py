@@ -58,7 +58,8 @@ class DkimSigner:
 
     def sign(self, message: bytes, at: datetime) -> bytes:
         """``message`` with a DKIM-Signature header first; ``at`` becomes its ``t=`` tag."""
-        headers, body = dkim.rfc822_parse(message)
+        head, _, body = message.partition(b"\r\n\r\n")  # composed: CRLF throughout
+        headers, _ = dkim.rfc822_parse(head + b"\r\n\r\n")  # the body needs no splitting
         present = {name.lower() for name, _ in headers}
         include = [name for name in SIGNED if name in present] + [b"from"]
         body_hash = hashlib.sha256(_RELAXED.canonicalize_body(body)).digest()
