@@ -117,7 +117,7 @@ def test_maildir_and_preview_hold_the_signed_message(sqlite_clinic, key_pem):
     sent = sqlite_clinic.rebook("send", "book")
     assert preview.code == 0 and sent.code == 0 and "sent 3" in sent.out
     box = mailbox.Maildir(sqlite_clinic.folder / "sent-mail", create=False)
-    delivered = [box.get_bytes(key) for key in box]
+    delivered = [box.get_bytes(key) for key in box.iterkeys()]
     assert len(delivered) == 3
     for data in [preview.out.encode(), *delivered]:
         assert data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
