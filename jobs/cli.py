@@ -81,8 +81,10 @@ def check(app: App, smtp_login: bool) -> int:
 
     Each campaign is rendered for a made-up client, also without the last or
     next visit its segment does not guarantee, so a template that would fail
-    for a real client fails here first. With --smtp, a server that cannot be
-    reached or refuses the login exits 1.
+    for a real client fails here first. With [dkim], the key is loaded and the
+    DNS TXT record to publish is printed. With --smtp, a server that cannot be
+    reached, refuses the login or shows a certificate that does not verify
+    exits 1.
 
     \b
     Example:
