@@ -10,10 +10,13 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from dkim.canonicalization import Relaxed
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from campaigns.config import Dkim
-from campaigns.content.signing import SIGNED, DkimSigner
+from campaigns.content.signing import SIGNED, DkimSigner, relaxed_body
 
 from .conftest import example_email
 from .smtpd import SmtpServer
@@ -220,3 +223,12 @@ def test_the_signature_is_byte_for_byte_the_one_dkimpy_makes(tmp_path, key_pem, 
     assert signer.sign(message, at) == reference + message
     marketing = campaign == "book-next-massage"  # a reminder has no unsubscribe header to sign
     assert (b"list-unsubscribe" in signed_headers(reference + message)) == marketing
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"a", b"=", b" ", b"  ", b"\t", b"\r", b"\n", b"\r\n", b"\xc3\xa9"]))
+)
+def test_the_relaxed_body_is_dkimpys(pieces):
+    body = b"".join(pieces)
+    assert relaxed_body(body) == Relaxed.canonicalize_body(body)
