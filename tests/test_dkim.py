@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from campaigns.config import Dkim
+from campaigns.config import Dkim, load_settings
 from campaigns.content.signing import SIGNED, DkimSigner, relaxed_body
 
 from .conftest import example_email
 from .smtpd import SmtpServer
-from .test_delivery import clinic_with
+from .test_delivery import clinic_with, run
 
 DKIM = """
 [dkim]
@@ -111,6 +111,18 @@ def test_send_over_smtp_delivers_messages_dkimpy_verifies(sqlite_clinic, key_pem
         ]  # fmt: skip
         tampered = data.replace(b"Subject: ", b"Subject: Re: ", 1)
         assert not dkim.verify(tampered, dnsfunc=dnsfunc)
+
+
+def test_helper_processes_sign_what_they_send(sqlite_clinic, key_pem):
+    """A big run's helpers load the key themselves (settings cross as a pickle)."""
+    with SmtpServer() as smtp:
+        signed_clinic(sqlite_clinic, key_pem, smtp.port)
+        _, _, dnsfunc = published(sqlite_clinic)
+        settings, engine = load_settings(sqlite_clinic.config), sqlite_clinic.engine()
+        report = run(engine, settings, "book", processes=2)
+        received = [item.data for item in smtp.handler.received]
+    assert report.outcomes == {"sent": 3} and len(received) == 3
+    assert all(dkim.verify(data, dnsfunc=dnsfunc) for data in received)
 
 
 def test_maildir_and_preview_hold_the_signed_message(sqlite_clinic, key_pem):

@@ -105,7 +105,6 @@ class CampaignRun:
         cap = settings.policy.max_marketing
         self.audience = Audience(name, self.campaign, self.segment, clock(), self.series, cap)
         self.sender = sender_from(settings.mail)
-        self.signer = dkim_signer(settings.dkim)  # the key parsed once per run and process
         self.ledger = Ledger(engine, name, self.sender.domain)
         self.report = RunReport(name)
         self._secret: bytes | None = None
@@ -154,7 +153,8 @@ class CampaignRun:
 
     async def deliver(self, transport: Transport, progress: Progress | None) -> None:
         await transport.open()  # TransportUnavailable before anything is claimed
-        await self._deliver(transport, Composer(self.renderer, self.sender, self.signer), progress)
+        signer = dkim_signer(self.settings.dkim)  # the key parsed once per run and process
+        await self._deliver(transport, Composer(self.renderer, self.sender, signer), progress)
 
     async def _deliver(self, transport: Transport, composer, progress: Progress | None) -> None:
         self.ledger.register(self.clock())
