@@ -19,8 +19,10 @@ from campaigns.config import Dkim, load_settings
 from campaigns.content.signing import SIGNED, DkimSigner, relaxed_body
 
 from .conftest import example_email
+from .service import RunningService
 from .smtpd import SmtpServer
 from .test_delivery import clinic_with, run
+from .test_service import add_campaign
 
 DKIM = """
 [dkim]
@@ -155,6 +157,21 @@ def test_the_key_in_the_environment_signs_and_is_never_printed(sqlite_clinic, ke
     assert len(received) == 3 and all(dkim.verify(data, dnsfunc=dnsfunc) for data in received)
     shown = "".join(result.out + result.err for result in results)
     assert not [line for line in key_lines(key_pem) if line in shown]
+
+
+def test_the_service_signs_and_never_logs_the_key(sqlite_clinic, key_pem):
+    with SmtpServer() as smtp:
+        signed_clinic(sqlite_clinic, key_pem, smtp.port)
+        add_campaign(sqlite_clinic, "tick", "every 1h")
+        (sqlite_clinic.folder / "keys/dkim.pem").unlink()
+        env = {"REBOOK_DKIM__PRIVATE_KEY": key_pem}
+        _, _, dnsfunc = published(sqlite_clinic, env)
+        with RunningService(sqlite_clinic.folder, env=env) as service:
+            service.wait_for("run finished")
+            assert service.stop() == 0, service.log()
+        received = [item.data for item in smtp.handler.received]
+    assert len(received) == 3 and all(dkim.verify(data, dnsfunc=dnsfunc) for data in received)
+    assert not [line for line in key_lines(key_pem) if line in service.log()]
 
 
 def test_a_key_with_escaped_line_breaks_in_the_environment_is_accepted(sqlite_clinic, key_pem):
