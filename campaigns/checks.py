@@ -92,3 +92,31 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@dataclass(frozen=True)
+class DkimCheck:
+    """The TXT record to publish for ``[dkim]``, and what would keep receivers from trusting it."""
+
+    name: str
+    value: str
+    warnings: list[str]
+
+
+def check_dkim(settings: Settings) -> DkimCheck | None:
+    """Load the key as a run would; the record comes from it, so it matches what signs."""
+    if settings.dkim is None:
+        return None
+    from campaigns.content.message import sender_from
+    from campaigns.content.signing import DkimSigner
+
+    name, value = DkimSigner(settings.dkim).dns_record()
+    domain, sender = settings.dkim.domain, sender_from(settings.mail).domain.lower()
+    warnings = []
+    if sender != domain and not sender.endswith("." + domain):
+        warnings.append(
+            f"dkim.domain {domain!r} is not the From address's domain {sender!r}: DMARC "
+            "(which Gmail and Yahoo require of bulk senders) wants the signing domain to "
+            "match the From domain or be a parent of it"
+        )
+    return DkimCheck(name, value, warnings)

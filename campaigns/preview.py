@@ -14,7 +14,12 @@ from campaigns.clients.segments import member_ids
 from campaigns.config import Segment, Settings
 from campaigns.content.addresses import envelope_address
 from campaigns.content.context import ClientView, client_view, sample_client
-from campaigns.content.message import MessageComposer, new_message_id, sender_from
+from campaigns.content.message import (
+    MessageComposer,
+    dkim_signer,
+    new_message_id,
+    sender_from,
+)
 from campaigns.content.plaintext import html_to_text
 from campaigns.content.render import CampaignRenderer, Rendered
 from campaigns.content.tokens import make_token, unsubscribe_url
@@ -72,7 +77,7 @@ def preview_campaign(
     rendered = renderer.render(client, last_visit, next_visit, link, article)
     sender = sender_from(settings.mail)
     try:
-        message = MessageComposer(sender).compose(
+        message = MessageComposer(sender, dkim_signer(settings.dkim)).compose(
             rendered, to_name=client.full_name, to_email=envelope_address(client.email),
             message_id=new_message_id(sender), date=now, unsubscribe_url=link,
         )  # fmt: skip

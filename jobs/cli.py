@@ -83,7 +83,9 @@ def check(app: App, smtp_login: bool) -> int:
     next visit its segment does not guarantee, and without a first name, so a
     template that would fail for a real client fails here first; a subject or
     line that then reads badly (", how is your back?") is a warning. With
-    --smtp, a server that cannot be reached or refuses the login exits 1.
+    [dkim], the key is loaded and the DNS TXT record to publish is printed.
+    With --smtp, a server that cannot be reached, refuses the login or shows a
+    certificate that does not verify exits 1.
 
     \b
     Example:
@@ -110,9 +112,23 @@ def check(app: App, smtp_login: bool) -> int:
         ["segment", "members now", "used by"],
         [(r.name, r.members, ", ".join(r.campaigns) or "-") for r in results],
     )
+    _print_dkim(app)
     if smtp_login:
         return _check_smtp(settings)
     return EXIT_OK
+
+
+def _print_dkim(app: App) -> None:
+    from campaigns.checks import check_dkim
+
+    dkim = check_dkim(app.settings)
+    if dkim is None:
+        return
+    for warning in dkim.warnings:
+        console.warn(f"{app.config_path}: {warning}")
+    click.echo("dkim: messages are signed; publish this DNS TXT record (see the README):")
+    click.echo(f"  name:  {dkim.name}")
+    click.echo(f"  value: {dkim.value}")
 
 
 def _check_smtp(settings) -> int:

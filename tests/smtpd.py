@@ -13,6 +13,7 @@ import asyncio
 import email
 import email.policy
 import socket
+import ssl
 import threading
 import time
 from collections import defaultdict
@@ -87,7 +88,11 @@ class ScriptedHandler:
 
 class SmtpServer:
     """``credentials=(user, password)`` makes the server check that login (over plain TCP);
-    ``login_required`` refuses mail without it (530); ``smtputf8`` offers SMTPUTF8."""
+    ``login_required`` refuses mail without it (530); ``smtputf8`` offers SMTPUTF8.
+
+    ``tls`` ("starttls" or "tls", implicit TLS from the first byte) serves the
+    certificate of ``certificate`` (a server-side ``ssl.SSLContext``, see
+    ``tls_certificate``)."""
 
     def __init__(
         self,
@@ -95,6 +100,8 @@ class SmtpServer:
         *,
         login_required: bool = False,
         smtputf8: bool = False,
+        tls: str | None = None,
+        certificate: ssl.SSLContext | None = None,
     ) -> None:
         self.handler = ScriptedHandler()
         self.port = free_port()
@@ -103,6 +110,10 @@ class SmtpServer:
         if credentials is not None:
             options |= {"authenticator": self._check(credentials), "auth_require_tls": False,
                         "auth_required": login_required}  # fmt: skip
+        if tls == "starttls":
+            options["tls_context"] = certificate
+        elif tls == "tls":
+            options["ssl_context"] = certificate
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **options)
 
     def _check(self, credentials: tuple[str, str]):
@@ -115,7 +126,9 @@ class SmtpServer:
                 else None
             )
             self.logins.append(given[0] if given else "?")
-            return AuthResult(success=given == credentials)
+            # handled=False: aiosmtpd answers a refusal with 535 itself (its default,
+            # handled=True, means "already answered" and leaves the client waiting)
+            return AuthResult(success=given == credentials, handled=False)
 
         return authenticate
 
@@ -125,3 +138,10 @@ class SmtpServer:
 
     def __exit__(self, *exc) -> None:
         self.controller.stop()
+
+
+def tls_certificate(ca) -> ssl.SSLContext:
+    """A server context with a certificate for 127.0.0.1 and localhost signed by ``ca`` (trustme)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context

@@ -120,8 +120,22 @@ def test_every_variable_the_env_template_names_is_one_rebook_accepts(sqlite_clin
     env = {name: value for name, value in assignments}
     assert {"REBOOK_SMTP__PASSWORD", "REBOOK_WEB__SECRET", "REBOOK_DATABASE__URL"} <= set(env)
     env["REBOOK_DATABASE__URL"] = sqlite_clinic.database_url  # the example's host is made up
+    if "REBOOK_DKIM__PRIVATE_KEY" in env:  # the example's key is cut short: a real one, as shown
+        env["REBOOK_DKIM__PRIVATE_KEY"] = dkim_key_pem().replace("\n", "\\n")
+        config = sqlite_clinic.config
+        config.write_text(config.read_text() + '[dkim]\ndomain = "waso.example"\nselector = "s1"\n')
     result = sqlite_clinic.rebook("check", env=env)
     assert result.code == 0, result.err
+
+
+def dkim_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 # -- jobs.systemd.notify ------------------------------------------------------------------

@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +23,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from campaigns.config.keys import check_ca_file, dkim_private_key, read_text
 from campaigns.config.report import (
     ENV_PREFIX,
     Problem,
@@ -34,6 +35,7 @@ from campaigns.config.sections import (
     Campaign,
     Clinic,
     Database,
+    Dkim,
     Mail,
     Policy,
     ReportSection,
@@ -48,7 +50,7 @@ from campaigns.config.values import Name
 from campaigns.errors import ConfigError
 
 __all__ = [
-    "Campaign", "Clinic", "Database", "Mail", "Policy", "ReportSection", "Segment",
+    "Campaign", "Clinic", "Database", "Dkim", "Mail", "Policy", "ReportSection", "Segment",
     "ServiceSection", "Settings", "Smtp", "Sync", "Web", "load_settings", "read_toml",
     "resolve_paths",
 ]  # fmt: skip
@@ -76,6 +78,7 @@ class Settings(BaseSettings):
     service: ServiceSection = ServiceSection()
     report: ReportSection = ReportSection()
     sync: Sync | None = None
+    dkim: Dkim | None = None
     segments: dict[Name, Segment] = {}
     campaigns: dict[Name, Campaign] = {}
 
@@ -102,7 +105,7 @@ def load_settings(path: Path) -> Settings:
     except SettingsError as error:  # a REBOOK_ variable that should hold JSON does not
         raise ConfigError(sources.undecodable(error)) from None
     _check_references(sources, settings)
-    return resolve_paths(settings, path.resolve().parent)
+    return _read_files(sources, resolve_paths(settings, path.resolve().parent))
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -134,6 +137,33 @@ def _check_references(sources: Sources, settings: Settings) -> None:
         raise ConfigError(sources.report(problems))
 
 
+def _read_files(sources: Sources, settings: Settings) -> Settings:
+    """Check the relay's CA file and read the DKIM key now: a wrong one is a config mistake."""
+    problems, update = [], {}
+    if settings.smtp.ca_file is not None:
+        try:
+            check_ca_file(settings.smtp.ca_file)
+        except ValueError as error:
+            problems.append(Problem(("smtp", "ca_file"), str(error)))
+    dkim = settings.dkim
+    if dkim is not None and dkim.private_key is None and dkim.private_key_file is not None:
+        try:
+            pem = read_text(dkim.private_key_file, "a PEM key file")
+            dkim_private_key(pem)
+        except ValueError as error:
+            problems.append(Problem(("dkim", "private_key_file"), _in_file(error, dkim)))
+        else:
+            update["dkim"] = dkim.model_copy(update={"private_key": SecretStr(pem)})
+    if problems:
+        raise ConfigError(sources.report(problems))
+    return settings.model_copy(update=update) if update else settings
+
+
+def _in_file(error: ValueError, dkim: Dkim) -> str:
+    text = str(error)
+    return text if str(dkim.private_key_file) in text else f"{dkim.private_key_file}: {text}"
+
+
 def resolve_paths(settings: Settings, base: Path) -> Settings:
     """Make every relative path relative to the config file's folder, not the working directory."""
 
@@ -149,6 +179,14 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
         "mail": mail,
         "database": database,
     }
+    if settings.smtp.ca_file is not None:
+        update["smtp"] = settings.smtp.model_copy(
+            update={"ca_file": resolved(settings.smtp.ca_file)}
+        )
+    if settings.dkim is not None and settings.dkim.private_key_file is not None:
+        update["dkim"] = settings.dkim.model_copy(
+            update={"private_key_file": resolved(settings.dkim.private_key_file)}
+        )
     if settings.sync is not None:
         update["sync"] = settings.sync.model_copy(
             update={

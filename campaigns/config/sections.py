@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from campaigns.config.keys import GENERATE, dkim_private_key
 from campaigns.config.report import (
     mask_secrets,
 )
@@ -26,6 +27,7 @@ from campaigns.config.values import (
     MOST_VISITS,
     Address,
     Age,
+    DnsName,
     Duration,
     PublicUrl,
     RateValue,
@@ -162,6 +164,7 @@ class Smtp(Section):
     rate_limit: RateValue | None = None
     max_attempts: int = Field(5, ge=1, le=100)
     retry_backoff: Duration = timedelta(minutes=1)
+    ca_file: Path | None = None  # a private CA's PEM to verify the relay by (starttls, tls)
 
     @model_validator(mode="after")
     def _retries_end(self) -> Smtp:
@@ -201,6 +204,40 @@ class Web(Section):
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"expected HOST:PORT like '127.0.0.1:8080', got {listen!r}")
         return listen
+
+
+class Dkim(Section):
+    """``[dkim]``: sign every message, so providers trust its From and its one-click unsubscribe.
+
+    The key is ``private_key_file`` (read when the config loads) or the PEM
+    itself in REBOOK_DKIM__PRIVATE_KEY, which wins, as the environment does.
+    """
+
+    domain: DnsName
+    selector: DnsName
+    private_key_file: Path | None = None
+    private_key: SecretStr | None = None
+
+    @field_validator("private_key")
+    @classmethod
+    def _rsa_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None:
+            dkim_private_key(key.get_secret_value())
+        return key
+
+    @model_validator(mode="after")
+    def _has_a_key(self) -> Dkim:
+        if self.private_key_file is None and self.private_key is None:
+            raise ValueError(
+                "no key: set private_key_file (a PEM file made with: "
+                f"{GENERATE}) or put the PEM itself in REBOOK_DKIM__PRIVATE_KEY"
+            )
+        return self
+
+    @property
+    def record_name(self) -> str:
+        """Where receivers look up the public key (RFC 6376 3.6.2.1)."""
+        return f"{self.selector}._domainkey.{self.domain}"
 
 
 class Policy(Section):

@@ -164,3 +164,17 @@ Url = Annotated[str, PlainValidator(_url)]
 PublicUrl = Annotated[str, PlainValidator(_public_url)]
 Address = Annotated[str, PlainValidator(_address)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+def _dns_name(value: Any) -> str:
+    """A DKIM domain or selector: DNS labels in ASCII, as they go into the d= and s= tags."""
+    text = str(value).strip().rstrip(".").lower()
+    if not text.isascii():
+        raise ValueError(f"{text!r} is not plain ASCII: write its IDNA form ('{_idna(text)}')")
+    if not _DNS_NAME.match(text) or len(text) > 253:
+        raise ValueError(f"expected a DNS name like 'waso.example' or 'rebook1', got {text!r}")
+    return text
+
+
+_DNS_NAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
+DnsName = Annotated[str, PlainValidator(_dns_name)]

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from campaigns.content.addresses import envelope_address
 from campaigns.content.context import ClientView, VisitView
-from campaigns.content.message import MessageComposer, Sender
+from campaigns.content.message import MessageComposer, Sender, Signer
 from campaigns.content.render import CampaignRenderer
 from campaigns.errors import RebookError
 
@@ -43,10 +43,12 @@ class Built:
 class Composer:
     """Jobs in, messages out (or, for a job that cannot be built, the reason)."""
 
-    def __init__(self, renderer: CampaignRenderer, sender: Sender) -> None:
+    def __init__(
+        self, renderer: CampaignRenderer, sender: Sender, signer: Signer | None = None
+    ) -> None:
         self.renderer = renderer
         self.articles = {article.name: article for article in renderer.articles}
-        self.composer = MessageComposer(sender)
+        self.composer = MessageComposer(sender, signer)
 
     def __call__(self, jobs: list[Job]) -> list[Built | str]:
         return [self._one(job) for job in jobs]

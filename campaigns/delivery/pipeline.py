@@ -23,7 +23,7 @@ from campaigns.clients.lookup import visit_views_by_id, visit_views_for
 from campaigns.config import Settings
 from campaigns.content.composing import Composer, Job
 from campaigns.content.context import ClientView, client_view
-from campaigns.content.message import sender_from
+from campaigns.content.message import dkim_signer, sender_from
 from campaigns.content.render import CampaignRenderer
 from campaigns.content.tokens import make_token, unsubscribe_url
 from campaigns.delivery.audience import VISIT_KEY, Audience
@@ -156,7 +156,8 @@ class CampaignRun:
 
     async def deliver(self, transport: Transport, progress: Progress | None) -> None:
         await transport.open()  # TransportUnavailable before anything is claimed
-        await self._deliver(transport, Composer(self.renderer, self.sender), progress)
+        signer = dkim_signer(self.settings.dkim)  # the key parsed once per run and process
+        await self._deliver(transport, Composer(self.renderer, self.sender, signer), progress)
 
     async def _deliver(self, transport: Transport, composer, progress: Progress | None) -> None:
         self.ledger.register(self.clock())

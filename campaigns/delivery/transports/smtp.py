@@ -6,12 +6,20 @@ connection, or a timeout) deferred for a retry; 550/551/553 to RCPT a hard
 bounce (the address is suppressed); any other 5xx to RCPT or DATA failed for
 that message only. A refusal of the sender or of the login (MAIL FROM, AUTH:
 530, 535, 550 "sender not allowed") is rebook's own configuration, not the
-client's: an ``error`` that the next run retries once the owner fixes it.
+client's: an ``error`` that the next run retries once the owner fixes it. So
+is a relay certificate that does not verify: a wrong ``ca_file`` or host, or
+someone in the middle, never the client.
+
+With ``security`` "starttls" or "tls" the relay's certificate and name are
+checked against the system's CAs, or against ``ca_file`` alone when a
+private CA signs the relay's certificate; one ``SSLContext`` serves every
+connection of the transport.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import aiosmtplib
 
@@ -31,8 +39,20 @@ _CONNECTION_LOST = (
 )
 
 
+def certificate_problem(error: BaseException) -> str | None:
+    """Why the relay's certificate was refused, if that is what ``error`` (or its cause) is."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or seen.reason or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def classify(error: BaseException) -> tuple[Outcome, bool]:
     """The outcome of a failed send, and whether the connection must be made again."""
+    if (problem := certificate_problem(error)) is not None:
+        return Outcome("error", f"the relay's TLS certificate was refused: {problem}"), True
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused) and error.recipients:
         refused = error.recipients[0]
         return _by_code(refused.code, refused.message, recipient=True), False
@@ -62,6 +82,7 @@ class SmtpTransport:
     def __init__(self, config: Smtp) -> None:
         self.config = config
         self.slots = config.connections
+        self._tls = _tls_context(config)
         self._clients = [self._client() for _ in range(self.slots)]
         self._bucket = TokenBucket(config.rate_limit) if config.rate_limit else None
 
@@ -74,6 +95,7 @@ class SmtpTransport:
             password=config.password.get_secret_value() if config.password else None,
             use_tls=config.security == "tls",
             start_tls={"none": False, "starttls": True, "tls": False}[config.security],
+            tls_context=self._tls,
             timeout=config.timeout.total_seconds(),
         )
 
@@ -85,12 +107,23 @@ class SmtpTransport:
         if len(failures) == len(outcomes):
             await self.close()
             where = f"{self.config.host}:{self.config.port}"
+            if (problem := certificate_problem(failures[0])) is not None:
+                raise TransportUnavailable(
+                    f"smtp: the TLS certificate of {where} was refused: {problem} "
+                    f"(checked against {self._trusted()}; is smtp.host the name on the "
+                    "certificate?)"
+                )
             if isinstance(failures[0], aiosmtplib.SMTPAuthenticationError):
                 raise TransportUnavailable(
                     f"smtp: {where} refused the login of smtp.username {self.config.username!r} "
                     f"(check REBOOK_SMTP__PASSWORD): {failures[0]}"
                 )
             raise TransportUnavailable(f"smtp: cannot reach {where}: {failures[0]}")
+
+    def _trusted(self) -> str:
+        if self.config.ca_file is None:
+            return "the system's certificate authorities"
+        return f"the CA in smtp.ca_file {self.config.ca_file}"
 
     def share(self, fraction: float) -> None:
         if self._bucket is not None:
@@ -122,3 +155,10 @@ class SmtpTransport:
                     await asyncio.wait_for(client.quit(), timeout=5)
                 except (TimeoutError, aiosmtplib.SMTPException, OSError):
                     client.close()
+
+
+def _tls_context(config: Smtp) -> ssl.SSLContext | None:
+    """Only the private CA of ``ca_file`` when set; otherwise aiosmtplib's (the system's CAs)."""
+    if config.ca_file is None or config.security == "none":
+        return None
+    return ssl.create_default_context(cafile=str(config.ca_file))
