@@ -8,14 +8,16 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from campaigns.clients.lookup import load_client, visit_views_for
+from campaigns.clients.lookup import load_client, next_appointment, visit_views_for
 from campaigns.clients.segments import member_ids
 from campaigns.config import Segment, Settings
 from campaigns.content.addresses import envelope_address
-from campaigns.content.context import ClientView, client_view, sample_client
+from campaigns.content.calendar import CalendarMaker
+from campaigns.content.context import Appointment, ClientView, client_view, sample_client
 from campaigns.content.message import MessageComposer, new_message_id, sender_from
 from campaigns.content.render import CampaignRenderer, Rendered
 from campaigns.content.tokens import make_token, unsubscribe_url
+from campaigns.delivery.audience import reminds_visits
 from campaigns.errors import RebookError, TemplateError, UserError
 from campaigns.store.secrets import web_secret
 from campaigns.store.tables import sends
@@ -37,6 +39,8 @@ def preview_campaign(
     segment = settings.segments[campaign.segment]
     zone = settings.clinic.timezone
     renderer = CampaignRenderer(settings, name)
+    reminder = reminds_visits(campaign, segment)
+    appointment = None
     note = None
     with engine.connect() as connection:
         if email is not None:
@@ -49,11 +53,17 @@ def preview_campaign(
         if row is None:
             client, last_visit, next_visit = sample_client(now, zone)
             note = f"segment {campaign.segment!r} has no members now: showing a made-up client"
+            if reminder:
+                appointment = Appointment(
+                    "sample", next_visit.starts_at, next_visit.service, next_visit.therapist, now
+                )
         else:
             client = client_view(row)
             [(last_visit, next_visit)] = visit_views_for(
                 connection, [client.id], segment, now, zone
             ).values()
+            if reminder:  # the visit a run would remind them of first
+                appointment = next_appointment(connection, client.id, now)
         secret = web_secret(connection, settings.web.secret) if campaign.marketing else None
         article = next_article(connection, name, client.id, renderer.articles)
     link = (
@@ -61,10 +71,14 @@ def preview_campaign(
     )
     rendered = renderer.render(client, last_visit, next_visit, link, article)
     sender = sender_from(settings.mail)
+    attachment = None
+    if appointment is not None:
+        attachment = CalendarMaker(settings.clinic, sender).attachment(appointment, now)
     try:
         message = MessageComposer(sender).compose(
             rendered, to_name=client.full_name, to_email=envelope_address(client.email),
             message_id=new_message_id(sender), date=now, unsubscribe_url=link,
+            attachment=attachment,
         )  # fmt: skip
     except RebookError as error:  # this client's data: a run fails their message alone
         problem = f"no message can be built for {client.email!r}: {error}"

@@ -48,6 +48,8 @@ class Clinic(Section):
     timezone: TimeZone
     booking_url: Url
     website: Url | None = None
+    # The exports give a visit's start only: its calendar entry ends this much later.
+    appointment_length: Duration = timedelta(hours=1)
 
 
 class Database(Section):

@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from campaigns.clients.lookup import visit_views_by_id, visit_views_for
+from campaigns.clients.lookup import appointments_by_id, visit_views_for
 from campaigns.config import Settings
+from campaigns.content.calendar import CalendarMaker
 from campaigns.content.composing import Composer, Job
 from campaigns.content.context import ClientView, client_view
 from campaigns.content.message import sender_from
@@ -153,7 +154,10 @@ class CampaignRun:
 
     async def deliver(self, transport: Transport, progress: Progress | None) -> None:
         await transport.open()  # TransportUnavailable before anything is claimed
-        await self._deliver(transport, Composer(self.renderer, self.sender), progress)
+        calendar = (
+            CalendarMaker(self.settings.clinic, self.sender) if self.audience.per_visit else None
+        )
+        await self._deliver(transport, Composer(self.renderer, self.sender, calendar), progress)
 
     async def _deliver(self, transport: Transport, composer, progress: Progress | None) -> None:
         self.ledger.register(self.clock())
@@ -290,16 +294,19 @@ class CampaignRun:
             found = connection.execute(select(clients).where(clients.c.id.in_(ids)))
             rows = {row.id: row for row in found}
             visits = visit_views_for(connection, ids, self.segment, now, zone)
-            appointments = visit_views_by_id(connection, booked, zone)
+            appointments = appointments_by_id(connection, booked)
         jobs = []
         for claimed in batch:
             last, upcoming = visits[claimed.client_id]
+            appointment = None
             if claimed.key.startswith(VISIT_KEY):  # a reminder: of its own appointment
-                upcoming = appointments.get(claimed.key.removeprefix(VISIT_KEY), upcoming)
-            jobs.append(self._job(claimed, rows.get(claimed.client_id), (last, upcoming), now))
+                appointment = appointments.get(claimed.key.removeprefix(VISIT_KEY))
+                upcoming = appointment.view(zone) if appointment else upcoming
+            row = rows.get(claimed.client_id)
+            jobs.append(self._job(claimed, row, (last, upcoming), now, appointment))
         return jobs
 
-    def _job(self, claimed: Claimed, row, visits, now: datetime) -> Job:
+    def _job(self, claimed: Claimed, row, visits, now: datetime, appointment=None) -> Job:
         if row is None:  # the client was removed since the row was queued: address only
             client = ClientView(claimed.client_id, "", "", claimed.email, ())
         else:
@@ -311,5 +318,13 @@ class CampaignRun:
             )
         article = claimed.key if claimed.key in self.series else None
         return Job(
-            claimed.id, client, *visits, link, article, claimed.email, claimed.message_id, now
+            claimed.id,
+            client,
+            *visits,
+            link,
+            article,
+            claimed.email,
+            claimed.message_id,
+            now,
+            appointment,
         )
