@@ -11,7 +11,9 @@ A token is the client's id signed with the web secret (``content.tokens``):
 a bad or forged one is a 400 and changes nothing. The answer for a genuine
 token is the same whether or not the client still exists, so the endpoint
 never tells who is a client. Bodies are bounded; an error shows a plain
-page, never a stack trace.
+page, never a stack trace. Each client address has its own rate limit
+(``jobs.iplimit``); behind the HTTPS proxy the address is the one the proxy
+forwards, trusted only from ``[web] trusted_proxies``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import html
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -33,6 +36,7 @@ from starlette.routing import Route
 from campaigns.content.tokens import read_token
 from campaigns.delivery.suppression import resubscribe_client, unsubscribe_client
 from campaigns.store.database import write_transaction
+from jobs.iplimit import LimitPerAddress, PerAddressLimit
 from jobs.logs import LOGGER, event
 
 log = logging.getLogger(LOGGER)
@@ -106,8 +110,17 @@ def _form(text: str, action: str, label: str) -> str:
     )
 
 
-def make_app(engine: Engine, secret: bytes, clinic: str, clock: Callable[[], datetime]):
-    """The Starlette application; ``secret`` signs the tokens, ``clock`` stamps the change."""
+def make_app(
+    engine: Engine,
+    secret: bytes,
+    clinic: str,
+    clock: Callable[[], datetime],
+    limit: PerAddressLimit | None = None,
+):
+    """The Starlette application; ``secret`` signs the tokens, ``clock`` stamps the change.
+
+    ``limit``: requests over their client address's rate get 429 before any route runs.
+    """
     pages = Pages(clinic)
 
     async def show(request: Request) -> Response:
@@ -143,7 +156,8 @@ def make_app(engine: Engine, secret: bytes, clinic: str, clock: Callable[[], dat
         Route("/unsubscribe/{token}", change, methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    return LimitPerAddress(app, limit, time.monotonic) if limit is not None else app
 
 
 async def _small_form(request: Request) -> dict[str, str] | None:
@@ -174,8 +188,14 @@ def _ping(engine: Engine) -> None:
         connection.execute(text("SELECT 1"))
 
 
-def make_server(app, listen: str):
-    """A uvicorn server on ``listen`` that leaves the signals to the service."""
+def make_server(app, listen: str, trusted_proxies: list[str] | None = None):
+    """A uvicorn server on ``listen`` that leaves the signals to the service.
+
+    ``X-Forwarded-For`` names the client only on a request from one of
+    ``trusted_proxies`` (the rightmost address no trusted proxy added); from
+    anyone else it is ignored, so nobody can claim another's address. Passed
+    explicitly: uvicorn would otherwise read ``FORWARDED_ALLOW_IPS`` itself.
+    """
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -187,7 +207,8 @@ def make_server(app, listen: str):
     config = uvicorn.Config(
         app, host=host.strip("[]"), port=int(port), log_level="warning", access_log=False,
         lifespan="off", limit_concurrency=500, timeout_keep_alive=5, server_header=False,
-        h11_max_incomplete_event_size=16_384,
+        h11_max_incomplete_event_size=16_384, proxy_headers=True,
+        forwarded_allow_ips=list(trusted_proxies or []),
     )  # fmt: skip
     return Server(config)
 
@@ -202,7 +223,10 @@ async def start_web(engine: Engine, settings, clock: Callable[[], datetime]):
 
     with engine.connect() as connection:
         secret = web_secret(connection, settings.web.secret)
-    server = make_server(make_app(engine, secret, settings.clinic.name, clock), settings.web.listen)
+    web = settings.web
+    limit = PerAddressLimit(web.rate_limit_per_ip, web.burst_per_ip)
+    app = make_app(engine, secret, settings.clinic.name, clock, limit)
+    server = make_server(app, web.listen, web.trusted_proxies)
     serving = asyncio.create_task(_serve_quietly(server))
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
