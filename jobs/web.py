@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import html
 import logging
 import time
@@ -34,13 +35,15 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from campaigns.content.tokens import read_token
-from campaigns.delivery.suppression import resubscribe_client, unsubscribe_client
+from campaigns.delivery.suppression import resubscribe_client
 from campaigns.store.database import write_transaction
 from jobs.iplimit import LimitPerAddress, PerAddressLimit
 from jobs.logs import LOGGER, event
+from jobs.unsubscribing import UnsubscribeWriter
 
 log = logging.getLogger(LOGGER)
 MAX_BODY = 4_096  # bytes: the one-click body is 26; a form from our own page is as short
+ONE_CLICK = b"List-Unsubscribe=One-Click"  # RFC 8058's body, form-urlencoded
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -87,11 +90,15 @@ class Pages:
         ))  # fmt: skip
 
     def done(self) -> HTMLResponse:
-        return self._page("You are unsubscribed", _form(
+        return self._page("You are unsubscribed", self._done)
+
+    @functools.cached_property
+    def _done(self) -> str:  # every one-click POST answers it: made once
+        return _form(
             f"<p>{self.clinic} will not send you these emails again.</p>"
             "<p>Changed your mind?</p>",
             "resubscribe", "Subscribe again",
-        ))  # fmt: skip
+        )  # fmt: skip
 
     def back(self) -> HTMLResponse:
         return self._page("You are subscribed again", f"<p>Thank you. {self.clinic} may "
@@ -122,6 +129,7 @@ def make_app(
     ``limit``: requests over their client address's rate get 429 before any route runs.
     """
     pages = Pages(clinic)
+    writer = UnsubscribeWriter(engine, clock)
 
     async def show(request: Request) -> Response:
         if read_token(secret, request.path_params["token"]) is None:
@@ -139,9 +147,7 @@ def make_app(
             await asyncio.to_thread(_write, engine, resubscribe_client, client_id)
             return pages.back()
         how = "one-click" if form.get("List-Unsubscribe") == "One-Click" else "unsubscribe page"
-        await asyncio.to_thread(
-            _write, engine, unsubscribe_client, client_id, f"by the client ({how})", clock()
-        )
+        await writer.unsubscribe(client_id, f"by the client ({how})")
         return pages.done()
 
     async def health(_: Request) -> Response:
@@ -170,12 +176,19 @@ async def _small_form(request: Request) -> dict[str, str] | None:
         body += chunk
         if len(body) > MAX_BODY:
             return None
+    if body == ONE_CLICK and _urlencoded(request):  # what providers send: no parser needed
+        return {"List-Unsubscribe": "One-Click"}
     request._body = body  # read once, bounded; the form parser reads it from here
     try:
         async with request.form(max_files=0, max_fields=8) as form:
             return {key: value for key, value in form.items() if isinstance(value, str)}
     except Exception:
         return None
+
+
+def _urlencoded(request: Request) -> bool:
+    kind = request.headers.get("content-type", "")
+    return kind.partition(";")[0].strip().lower() == "application/x-www-form-urlencoded"
 
 
 def _write(engine: Engine, change, *args) -> None:

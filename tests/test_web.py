@@ -191,3 +191,33 @@ def test_one_address_over_its_limit_gets_429_and_changes_nothing(clinic):
             forwarded = {"X-Forwarded-For": "203.0.113.7"}
             assert httpx.get(base + "/healthz", headers=forwarded).status_code == 200
             assert service.stop() == 0
+
+
+def test_many_one_click_posts_at_once_are_each_answered_after_their_write(clinic):
+    """The endpoint writes what arrives together as one batch: every POST still lands."""
+    import asyncio
+
+    with SmtpServer() as smtp:
+        base = serving_clinic(clinic, smtp.port)
+        with RunningService(clinic.folder) as service:
+            service.wait_for("run finished")
+            links = [link_of(smtp, f"person{n}@example.com") for n in (0, 2, 4)]
+
+            async def post_all() -> list[int]:
+                async with httpx.AsyncClient() as client:
+                    answers = await asyncio.gather(*(
+                        client.post(link, data={"List-Unsubscribe": "One-Click"})
+                        for link in links * 10  # each client asks ten times, all at once
+                    ))  # fmt: skip
+                return [answer.status_code for answer in answers]
+
+            assert asyncio.run(post_all()) == [200] * 30
+            assert httpx.get(base + "/healthz").text == "ok"
+            assert service.stop() == 0
+    ids, addresses = suppressed(clinic)
+    assert sorted(ids) == [
+        ("c000", "unsubscribed"),
+        ("c002", "unsubscribed"),
+        ("c004", "unsubscribed"),
+    ]
+    assert sorted(addresses) == [(f"person{n}@example.com", "unsubscribed") for n in (0, 2, 4)]
