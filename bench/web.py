@@ -67,8 +67,9 @@ local paths = {}
 for line in io.lines("%s") do paths[#paths + 1] = line end
 local next_one = 0
 local headers = {["Content-Type"] = "application/x-www-form-urlencoded"}
-local pause = %s  -- ms each connection waits between requests; 0: as fast as answered
-if pause > 0 then delay = function() return pause end end
+local pause = %s  -- ms each connection waits between requests, on average; 0: none
+-- random, so that the connections, which all start at once, drift apart
+if pause > 0 then delay = function() return math.random(0, 2 * pause) end end
 request = function()
   next_one = next_one %% #paths + 1
   return wrk.format("POST", paths[next_one], headers, "List-Unsubscribe=One-Click")
