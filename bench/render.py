@@ -16,6 +16,10 @@ that every 50th signed one passes ``dkim.verify``. Then it times the DKIM
 signature alone on the composed messages, rebook's signer (dkimpy's
 canonicalisation, OpenSSL's RSA) against ``dkim.sign`` as shipped (pure
 Python RSA, on the first ``--dkimpy`` messages only: it is slow).
+An appointment reminder campaign (``--campaign appointment-reminder``) also
+carries its ``appointment.ics``: made per message by rebook's CalendarMaker,
+made beforehand (like the bodies) and attached by the email package for the
+other two.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import random
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from pathlib import Path
@@ -37,11 +41,13 @@ sys.path.insert(0, str(ROOT))
 
 from campaigns.clients.sample import FIRST_NAMES, LAST_NAMES  # noqa: E402
 from campaigns.config import load_settings  # noqa: E402
-from campaigns.content.context import ClientView, sample_client  # noqa: E402
+from campaigns.content.calendar import CalendarMaker  # noqa: E402
+from campaigns.content.context import Appointment, ClientView, sample_client  # noqa: E402
 from campaigns.content.message import MessageComposer, new_message_id, sender_from  # noqa: E402
 from campaigns.content.render import CampaignRenderer  # noqa: E402
 from campaigns.content.signing import SIGNED, DkimSigner  # noqa: E402
 from campaigns.content.tokens import make_token, unsubscribe_url  # noqa: E402
+from campaigns.delivery.audience import reminds_visits  # noqa: E402
 from campaigns.resources import example_config  # noqa: E402
 
 
@@ -59,7 +65,7 @@ def clients(count: int) -> list[ClientView]:
     ]
 
 
-def bare_message(subject, text, html, sender, client, message_id, now, link) -> bytes:
+def bare_message(subject, text, html, sender, client, message_id, now, link, ics=None) -> bytes:
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = Address(sender.name, addr_spec=sender.address)
     message["To"] = Address(client.full_name, addr_spec=client.email)
@@ -73,6 +79,9 @@ def bare_message(subject, text, html, sender, client, message_id, now, link) -> 
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(text, subtype="plain", charset="utf-8")
     message.add_alternative(html, subtype="html", charset="utf-8")
+    if ics is not None:
+        message.add_attachment(ics.data, maintype="text", subtype="calendar",
+                               filename=ics.filename, params={"method": "PUBLISH"})  # fmt: skip
     return bytes(message)
 
 
@@ -83,7 +92,9 @@ def reading(raw: bytes) -> tuple:
         for name in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe")
     )
     parts = tuple(
-        part.get_content().replace("\r\n", "\n").rstrip("\n") for part in message.iter_parts()
+        part.get_content().replace("\r\n", "\n").rstrip("\n")
+        for part in message.walk()
+        if not part.is_multipart()
     )
     return headers, parts
 
@@ -110,6 +121,18 @@ def main() -> None:
         for c in people
     ]
     ids = [new_message_id(sender) for _ in people]
+    calendar = appointments = None
+    if reminds_visits(
+        settings.campaigns[options.campaign],
+        settings.segments[settings.campaigns[options.campaign].segment],
+    ):
+        calendar = CalendarMaker(settings.clinic, sender, settings.services)
+        slots = [next_visit.starts_at + timedelta(minutes=30 * (n % 16)) for n in range(16)]
+        appointments = [Appointment(f"V{n}", slots[n % 16], next_visit.service, next_visit.therapist, now)
+                        for n in range(len(people))]  # fmt: skip
+    attached = (
+        [calendar.attachment(a, now) for a in appointments] if calendar else [None] * len(people)
+    )
 
     started = time.perf_counter()
     renderer = CampaignRenderer(settings, options.campaign)
@@ -121,14 +144,14 @@ def main() -> None:
     ]
 
     def run_bare():
-        return [bare_message(r.subject, r.text, r.html, sender, c, i, now, link)
-                for r, c, i, link in zip(rendered, people, ids, links, strict=True)]  # fmt: skip
+        return [bare_message(r.subject, r.text, r.html, sender, c, i, now, link, ics)
+                for r, c, i, link, ics in zip(rendered, people, ids, links, attached, strict=True)]  # fmt: skip
 
     def run_stdlib():
         out = []
-        for c, i, link in zip(people, ids, links, strict=True):
+        for c, i, link, ics in zip(people, ids, links, attached, strict=True):
             r = renderer.render(c, last_visit, next_visit, link, article)
-            out.append(bare_message(r.subject, r.text, r.html, sender, c, i, now, link))
+            out.append(bare_message(r.subject, r.text, r.html, sender, c, i, now, link, ics))
         return out
 
     config = dkim_config()
@@ -138,8 +161,9 @@ def main() -> None:
         composer = MessageComposer(sender, signer)
         return [
             composer.compose(renderer.render(c, last_visit, next_visit, link, article), to_name=c.full_name,
-                             to_email=c.email, message_id=i, date=now, unsubscribe_url=link)
-            for c, i, link in zip(people, ids, links, strict=True)
+                             to_email=c.email, message_id=i, date=now, unsubscribe_url=link,
+                             attachment=calendar.attachment(a, now) if calendar else None)
+            for c, i, link, a in zip(people, ids, links, appointments or [None] * len(people), strict=True)
         ]  # fmt: skip
 
     timings = {}

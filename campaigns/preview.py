@@ -9,11 +9,17 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from campaigns.clients.lookup import load_client, visit_views_by_id, visit_views_for
+from campaigns.clients.lookup import (
+    appointments_by_id,
+    load_client,
+    next_appointment,
+    visit_views_for,
+)
 from campaigns.clients.segments import member_ids
 from campaigns.config import Segment, Settings
 from campaigns.content.addresses import envelope_address
-from campaigns.content.context import ClientView, client_view, sample_client
+from campaigns.content.calendar import CalendarMaker
+from campaigns.content.context import Appointment, ClientView, client_view, sample_client
 from campaigns.content.message import (
     MessageComposer,
     dkim_signer,
@@ -23,7 +29,7 @@ from campaigns.content.message import (
 from campaigns.content.plaintext import html_to_text
 from campaigns.content.render import CampaignRenderer, Rendered
 from campaigns.content.tokens import make_token, unsubscribe_url
-from campaigns.delivery.audience import VISIT_KEY, Audience
+from campaigns.delivery.audience import VISIT_KEY, Audience, reminds_visits
 from campaigns.errors import RebookError, TemplateError, UserError
 from campaigns.store.secrets import web_secret
 from campaigns.store.tables import sends
@@ -46,7 +52,8 @@ def preview_campaign(
     segment = settings.segments[campaign.segment]
     zone = settings.clinic.timezone
     renderer = CampaignRenderer(settings, name)
-    note = chosen = key = None
+    reminder = reminds_visits(campaign, segment)
+    note = chosen = key = appointment = None
     with engine.connect() as connection:
         if email is not None:
             row = load_client(connection, email=email)
@@ -59,6 +66,10 @@ def preview_campaign(
         if row is None:
             client, last_visit, next_visit = sample_client(now, zone)
             note = f"segment {campaign.segment!r} has no members now: showing a made-up client"
+            if reminder:
+                appointment = Appointment(
+                    "sample", next_visit.starts_at, next_visit.service, next_visit.therapist, now
+                )
         else:
             client = client_view(row)
             [(last_visit, next_visit)] = visit_views_for(
@@ -66,7 +77,10 @@ def preview_campaign(
             ).values()
             if key is not None and key.startswith(VISIT_KEY):  # the appointment it reminds of
                 visit_id = key.removeprefix(VISIT_KEY)
-                next_visit = visit_views_by_id(connection, [visit_id], zone).get(visit_id)
+                appointment = appointments_by_id(connection, [visit_id]).get(visit_id)
+                next_visit = appointment.view(zone) if appointment else next_visit
+            elif reminder:  # a client named by --client: their next booked visit
+                appointment = next_appointment(connection, client.id, now)
         secret = web_secret(connection, settings.web.secret) if campaign.marketing else None
         article = next((a for a in renderer.articles if a.name == key), None) or next_article(
             connection, name, client.id, renderer.articles
@@ -76,10 +90,16 @@ def preview_campaign(
     )
     rendered = renderer.render(client, last_visit, next_visit, link, article)
     sender = sender_from(settings.mail)
+    attachment = None
+    if appointment is not None:
+        attachment = CalendarMaker(settings.clinic, sender, settings.services).attachment(
+            appointment, now
+        )
     try:
         message = MessageComposer(sender, dkim_signer(settings.dkim)).compose(
             rendered, to_name=client.full_name, to_email=envelope_address(client.email),
             message_id=new_message_id(sender), date=now, unsubscribe_url=link,
+            attachment=attachment,
         )  # fmt: skip
     except RebookError as error:  # this client's data: a run fails their message alone
         problem = f"no message can be built for {client.email!r}: {error}"

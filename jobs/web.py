@@ -11,15 +11,19 @@ A token is the client's id signed with the web secret (``content.tokens``):
 a bad or forged one is a 400 and changes nothing. The answer for a genuine
 token is the same whether or not the client still exists, so the endpoint
 never tells who is a client. Bodies are bounded; an error shows a plain
-page, never a stack trace.
+page, never a stack trace. Each client address has its own rate limit
+(``jobs.iplimit``); behind the HTTPS proxy the address is the one the proxy
+forwards, trusted only from ``[web] trusted_proxies``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import html
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -31,12 +35,15 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from campaigns.content.tokens import read_token
-from campaigns.delivery.suppression import resubscribe_client, unsubscribe_client
+from campaigns.delivery.suppression import resubscribe_client
 from campaigns.store.database import write_transaction
+from jobs.iplimit import LimitPerAddress, PerAddressLimit
 from jobs.logs import LOGGER, event
+from jobs.unsubscribing import UnsubscribeWriter
 
 log = logging.getLogger(LOGGER)
 MAX_BODY = 4_096  # bytes: the one-click body is 26; a form from our own page is as short
+ONE_CLICK = b"List-Unsubscribe=One-Click"  # RFC 8058's body, form-urlencoded
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -83,11 +90,15 @@ class Pages:
         ))  # fmt: skip
 
     def done(self) -> HTMLResponse:
-        return self._page("You are unsubscribed", _form(
+        return self._page("You are unsubscribed", self._done)
+
+    @functools.cached_property
+    def _done(self) -> str:  # every one-click POST answers it: made once
+        return _form(
             f"<p>{self.clinic} will not send you these emails again.</p>"
             "<p>Changed your mind?</p>",
             "resubscribe", "Subscribe again",
-        ))  # fmt: skip
+        )  # fmt: skip
 
     def back(self) -> HTMLResponse:
         return self._page("You are subscribed again", f"<p>Thank you. {self.clinic} may "
@@ -106,9 +117,19 @@ def _form(text: str, action: str, label: str) -> str:
     )
 
 
-def make_app(engine: Engine, secret: bytes, clinic: str, clock: Callable[[], datetime]):
-    """The Starlette application; ``secret`` signs the tokens, ``clock`` stamps the change."""
+def make_app(
+    engine: Engine,
+    secret: bytes,
+    clinic: str,
+    clock: Callable[[], datetime],
+    limit: PerAddressLimit | None = None,
+):
+    """The Starlette application; ``secret`` signs the tokens, ``clock`` stamps the change.
+
+    ``limit``: requests over their client address's rate get 429 before any route runs.
+    """
     pages = Pages(clinic)
+    writer = UnsubscribeWriter(engine, clock)
 
     async def show(request: Request) -> Response:
         if read_token(secret, request.path_params["token"]) is None:
@@ -126,9 +147,7 @@ def make_app(engine: Engine, secret: bytes, clinic: str, clock: Callable[[], dat
             await asyncio.to_thread(_write, engine, resubscribe_client, client_id)
             return pages.back()
         how = "one-click" if form.get("List-Unsubscribe") == "One-Click" else "unsubscribe page"
-        await asyncio.to_thread(
-            _write, engine, unsubscribe_client, client_id, f"by the client ({how})", clock()
-        )
+        await writer.unsubscribe(client_id, f"by the client ({how})")
         return pages.done()
 
     async def health(_: Request) -> Response:
@@ -143,7 +162,8 @@ def make_app(engine: Engine, secret: bytes, clinic: str, clock: Callable[[], dat
         Route("/unsubscribe/{token}", change, methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    return LimitPerAddress(app, limit, time.monotonic) if limit is not None else app
 
 
 async def _small_form(request: Request) -> dict[str, str] | None:
@@ -156,12 +176,19 @@ async def _small_form(request: Request) -> dict[str, str] | None:
         body += chunk
         if len(body) > MAX_BODY:
             return None
+    if body == ONE_CLICK and _urlencoded(request):  # what providers send: no parser needed
+        return {"List-Unsubscribe": "One-Click"}
     request._body = body  # read once, bounded; the form parser reads it from here
     try:
         async with request.form(max_files=0, max_fields=8) as form:
             return {key: value for key, value in form.items() if isinstance(value, str)}
     except Exception:
         return None
+
+
+def _urlencoded(request: Request) -> bool:
+    kind = request.headers.get("content-type", "")
+    return kind.partition(";")[0].strip().lower() == "application/x-www-form-urlencoded"
 
 
 def _write(engine: Engine, change, *args) -> None:
@@ -174,8 +201,14 @@ def _ping(engine: Engine) -> None:
         connection.execute(text("SELECT 1"))
 
 
-def make_server(app, listen: str):
-    """A uvicorn server on ``listen`` that leaves the signals to the service."""
+def make_server(app, listen: str, trusted_proxies: list[str] | None = None):
+    """A uvicorn server on ``listen`` that leaves the signals to the service.
+
+    ``X-Forwarded-For`` names the client only on a request from one of
+    ``trusted_proxies`` (the rightmost address no trusted proxy added); from
+    anyone else it is ignored, so nobody can claim another's address. Passed
+    explicitly: uvicorn would otherwise read ``FORWARDED_ALLOW_IPS`` itself.
+    """
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -187,7 +220,8 @@ def make_server(app, listen: str):
     config = uvicorn.Config(
         app, host=host.strip("[]"), port=int(port), log_level="warning", access_log=False,
         lifespan="off", limit_concurrency=500, timeout_keep_alive=5, server_header=False,
-        h11_max_incomplete_event_size=16_384,
+        h11_max_incomplete_event_size=16_384, proxy_headers=True,
+        forwarded_allow_ips=list(trusted_proxies or []),
     )  # fmt: skip
     return Server(config)
 
@@ -202,7 +236,10 @@ async def start_web(engine: Engine, settings, clock: Callable[[], datetime]):
 
     with engine.connect() as connection:
         secret = web_secret(connection, settings.web.secret)
-    server = make_server(make_app(engine, secret, settings.clinic.name, clock), settings.web.listen)
+    web = settings.web
+    limit = PerAddressLimit(web.rate_limit_per_ip, web.burst_per_ip)
+    app = make_app(engine, secret, settings.clinic.name, clock, limit)
+    server = make_server(app, web.listen, web.trusted_proxies)
     serving = asyncio.create_task(_serve_quietly(server))
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)

@@ -163,3 +163,61 @@ def test_check_warns_when_links_would_not_reach_a_provider(sqlite_clinic):
         )
         good = sqlite_clinic.rebook("check")
         assert good.code == 0 and "public_url" not in good.err
+
+
+def test_one_address_over_its_limit_gets_429_and_changes_nothing(clinic):
+    """Another address, or a client the trusted proxy forwards, is unaffected."""
+    with SmtpServer() as smtp:
+        base = serving_clinic(clinic, smtp.port)
+        clinic.config.write_text(
+            clinic.config.read_text() + 'rate_limit_per_ip = "1/h"\nburst_per_ip = 2\n'
+        )
+        other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+        with RunningService(clinic.folder) as service, other:
+            service.wait_for("run finished")
+            link = link_of(smtp, "person0@example.com")
+            assert [other.get(base + "/healthz").status_code for _ in range(2)] == [200, 200]
+            refused = other.post(link, data={"List-Unsubscribe": "One-Click"})
+            assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+            assert suppressed(clinic) == ([], [])  # refused: nothing changed
+            # 127.0.0.2 is no trusted proxy: the address it claims to forward is ignored
+            spoofed = other.get(base + "/healthz", headers={"X-Forwarded-For": "198.51.100.1"})
+            assert spoofed.status_code == 429
+            # 127.0.0.1, another address (and the trusted proxy), is unaffected
+            done = httpx.post(link, data={"List-Unsubscribe": "One-Click"})
+            assert done.status_code == 200 and suppressed(clinic)[0] == [("c000", "unsubscribed")]
+            assert [httpx.get(base + "/healthz").status_code for _ in range(2)] == [200, 429]
+            # clients the proxy forwards each count on their own
+            forwarded = {"X-Forwarded-For": "203.0.113.7"}
+            assert httpx.get(base + "/healthz", headers=forwarded).status_code == 200
+            assert service.stop() == 0
+
+
+def test_many_one_click_posts_at_once_are_each_answered_after_their_write(clinic):
+    """The endpoint writes what arrives together as one batch: every POST still lands."""
+    import asyncio
+
+    with SmtpServer() as smtp:
+        base = serving_clinic(clinic, smtp.port)
+        with RunningService(clinic.folder) as service:
+            service.wait_for("run finished")
+            links = [link_of(smtp, f"person{n}@example.com") for n in (0, 2, 4)]
+
+            async def post_all() -> list[int]:
+                async with httpx.AsyncClient() as client:
+                    answers = await asyncio.gather(*(
+                        client.post(link, data={"List-Unsubscribe": "One-Click"})
+                        for link in links * 10  # each client asks ten times, all at once
+                    ))  # fmt: skip
+                return [answer.status_code for answer in answers]
+
+            assert asyncio.run(post_all()) == [200] * 30
+            assert httpx.get(base + "/healthz").text == "ok"
+            assert service.stop() == 0
+    ids, addresses = suppressed(clinic)
+    assert sorted(ids) == [
+        ("c000", "unsubscribed"),
+        ("c002", "unsubscribed"),
+        ("c004", "unsubscribed"),
+    ]
+    assert sorted(addresses) == [(f"person{n}@example.com", "unsubscribed") for n in (0, 2, 4)]

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from campaigns.config import Segment
-from campaigns.content.context import VisitView
+from campaigns.content.context import Appointment, VisitView
 from campaigns.store.tables import clients, visits
 
 
@@ -55,11 +55,25 @@ def visit_views_for(
     return {client_id: (last.get(client_id), upcoming.get(client_id)) for client_id in client_ids}
 
 
-def visit_views_by_id(
-    connection: Connection, visit_ids: list[str], zone: tzinfo
-) -> dict[str, VisitView]:
+def _appointment(row) -> Appointment:
+    return Appointment(row.id, row.starts_at, row.service, row.therapist, row.updated_at)
+
+
+def appointments_by_id(connection: Connection, visit_ids: list[str]) -> dict[str, Appointment]:
     """Particular visits (the appointments reminders are for), by id, in one query."""
     if not visit_ids:
         return {}
     found = connection.execute(select(visits).where(visits.c.id.in_(visit_ids)))
-    return {row.id: _view(row, zone) for row in found}
+    return {row.id: _appointment(row) for row in found}
+
+
+def next_appointment(connection: Connection, client_id: str, now: datetime) -> Appointment | None:
+    """The client's next booked visit, the one a reminder run would remind them of first."""
+    row = connection.execute(
+        select(visits)
+        .where(visits.c.client_id == client_id, visits.c.status == "booked")
+        .where(visits.c.starts_at >= now)
+        .order_by(visits.c.starts_at)
+        .limit(1)
+    ).first()
+    return _appointment(row) if row is not None else None

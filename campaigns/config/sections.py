@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -36,7 +37,7 @@ from campaigns.config.values import (
     Url,
     Window,
 )
-from campaigns.durations import LONGEST, format_duration
+from campaigns.durations import LONGEST, Rate, format_duration
 
 
 class Section(BaseModel):
@@ -65,6 +66,8 @@ class Clinic(Section):
     timezone: TimeZone
     booking_url: Url
     website: Url | None = None
+    # The exports give a visit's start only: its calendar entry ends this much later.
+    appointment_length: Duration = timedelta(hours=1)
     phone: Phone | None = None  # shown in the footer, a tel: link in the HTML
 
     @property
@@ -183,6 +186,24 @@ class Web(Section):
     public_url: PublicUrl = "http://127.0.0.1:8080"
     listen: str = "127.0.0.1:8080"
     secret: SecretStr | None = None
+    # Requests per client address (jobs/iplimit.py says why these numbers).
+    rate_limit_per_ip: RateValue = Rate(20, timedelta(seconds=1))
+    burst_per_ip: int = Field(40, ge=1)
+    # Peers whose X-Forwarded-For names the real client: the HTTPS proxy in front.
+    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"expected IP addresses or networks like '127.0.0.1' or '10.0.0.0/8', "
+                    f"got {proxy!r}"
+                ) from None
+        return proxies
 
     @field_validator("secret")
     @classmethod

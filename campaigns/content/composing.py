@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from campaigns.content.addresses import envelope_address
-from campaigns.content.context import ClientView, VisitView
+from campaigns.content.calendar import CalendarMaker
+from campaigns.content.context import Appointment, ClientView, VisitView
 from campaigns.content.message import MessageComposer, Sender, Signer
 from campaigns.content.render import CampaignRenderer
 from campaigns.errors import RebookError
@@ -30,6 +31,7 @@ class Job:
     email: str
     message_id: str
     date: datetime
+    appointment: Appointment | None = None  # a reminder's visit: attached as an .ics
 
 
 @dataclass(frozen=True)
@@ -44,11 +46,16 @@ class Composer:
     """Jobs in, messages out (or, for a job that cannot be built, the reason)."""
 
     def __init__(
-        self, renderer: CampaignRenderer, sender: Sender, signer: Signer | None = None
+        self,
+        renderer: CampaignRenderer,
+        sender: Sender,
+        signer: Signer | None = None,
+        calendar: CalendarMaker | None = None,
     ) -> None:
         self.renderer = renderer
         self.articles = {article.name: article for article in renderer.articles}
         self.composer = MessageComposer(sender, signer)
+        self.calendar = calendar  # appointment reminders: their jobs carry an appointment
 
     def __call__(self, jobs: list[Job]) -> list[Built | str]:
         return [self._one(job) for job in jobs]
@@ -60,9 +67,13 @@ class Composer:
             content = self.renderer.render(
                 job.client, job.last_visit, job.next_visit, job.unsubscribe_url, article
             )
+            attachment = None
+            if job.appointment is not None and self.calendar is not None:
+                attachment = self.calendar.attachment(job.appointment, job.date)
             data = self.composer.compose(
                 content, to_name=job.client.full_name, to_email=recipient,
                 message_id=job.message_id, date=job.date, unsubscribe_url=job.unsubscribe_url,
+                attachment=attachment,
             )  # fmt: skip
         except RebookError as error:
             return f"not sent: {error}"

@@ -55,6 +55,25 @@ class ServiceNames:
 
 
 @dataclass(frozen=True)
+class Appointment:
+    """The booked visit an appointment reminder is for, as its calendar entry needs it.
+
+    Not a template view: templates see it as ``next_visit``. ``revised_at``
+    is the visit row's ``updated_at``, which an import moves only when a
+    value of the visit changed.
+    """
+
+    visit_id: str
+    starts_at: datetime  # aware
+    service: str
+    therapist: str
+    revised_at: datetime
+
+    def view(self, zone: tzinfo) -> VisitView:
+        return VisitView(self.starts_at.astimezone(zone), self.service, self.therapist)
+
+
+@dataclass(frozen=True)
 class ClinicView:
     name: str
     address: str

@@ -14,6 +14,11 @@ With ``[dkim]`` the composed bytes are signed as the last step
 (``campaigns.content.signing``), so what is signed is exactly what leaves,
 whichever transport takes it, and what ``rebook preview`` shows.
 
+A message with an attachment (an appointment reminder's ``.ics``) is
+multipart/mixed: the same multipart/alternative, then the attachment in
+base64. A message without one is byte for byte what it was before
+attachments existed.
+
 No CR or LF from data ever reaches a header: a name or address carrying one
 fails that message with ``MessageError``; subjects are made one line when
 rendered.
@@ -21,6 +26,7 @@ rendered.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import re
 import secrets
@@ -57,6 +63,15 @@ class Sender:
     @property
     def domain(self) -> str:
         return self.address.rpartition("@")[2]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file attached to one message; ``content_type`` and ``filename`` are rebook's own."""
+
+    content_type: str
+    filename: str
+    data: bytes
 
 
 def sender_from(mail: Mail) -> Sender:
@@ -169,6 +184,14 @@ class MessageComposer:
         self._text_head = part.format(self.boundary, "plain").encode("ascii")
         self._html_head = ("\r\n" + part.format(self.boundary, "html")).encode("ascii")
         self._end = f"\r\n--{self.boundary}--\r\n".encode("ascii")
+        # With an attachment: multipart/mixed around the same alternative part.
+        self.mixed_boundary = f"==============={secrets.token_hex(8)}=="
+        self._mixed = (
+            "MIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/mixed;\r\n boundary="{self.mixed_boundary}"\r\n\r\n'
+            f"--{self.mixed_boundary}\r\n"
+            f'Content-Type: multipart/alternative;\r\n boundary="{self.boundary}"\r\n\r\n'
+        ).encode("ascii")
 
     def compose(
         self,
@@ -179,9 +202,11 @@ class MessageComposer:
         message_id: str,
         date: datetime,
         unsubscribe_url: str | None = None,
+        attachment: Attachment | None = None,
     ) -> bytes:
         """multipart/alternative, text then HTML, UTF-8; one-click unsubscribe for marketing.
 
+        With ``attachment``: multipart/mixed, the alternative part then the attachment.
         Signed last, when the composer has a signer, with ``date`` as the time of signing.
         """
         if _BREAKS.search(content.subject) or _BREAKS.search(message_id):
@@ -194,10 +219,22 @@ class MessageComposer:
         ]
         if unsubscribe_url:
             headers.append(self._unsubscribe(unsubscribe_url))
-        body = [self._mime, self._text_head, _quoted_printable(content.text),
-                self._html_head, _quoted_printable(content.html), self._end]  # fmt: skip
+        body = [self._mixed if attachment else self._mime, self._text_head,
+                _quoted_printable(content.text), self._html_head,
+                _quoted_printable(content.html), self._end]  # fmt: skip
+        if attachment:
+            body.append(self._attached(attachment))
         data = b"".join(headers + body)
         return self.signer.sign(data, date) if self.signer else data
+
+    def _attached(self, attachment: Attachment) -> bytes:
+        head = (
+            f"\r\n--{self.mixed_boundary}\r\nContent-Type: {attachment.content_type}\r\n"
+            f'Content-Disposition: attachment; filename="{attachment.filename}"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n"
+        )
+        data = base64.encodebytes(attachment.data).replace(b"\n", b"\r\n")
+        return head.encode("ascii") + data + f"--{self.mixed_boundary}--\r\n".encode("ascii")
 
     def _unsubscribe(self, url: str) -> bytes:
         if _BREAKS.search(url) or not url.isascii():

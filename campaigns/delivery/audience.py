@@ -68,6 +68,16 @@ def period_key(campaign: Campaign, now: datetime) -> str:
     return f"every-{format_duration(campaign.repeat_after)}:{int(now.timestamp()) // seconds}"
 
 
+def reminds_visits(campaign: Campaign, segment: Segment) -> bool:
+    """Appointment reminders: one message per booked visit, keyed by the visit.
+
+    A transactional campaign over a ``next_visit_within`` segment reminds
+    a client of Monday's and of Thursday's appointment alike, once each,
+    however often it runs; ``repeat_after`` does not apply to it.
+    """
+    return not campaign.marketing and segment.next_visit_within is not None
+
+
 @dataclass(frozen=True)
 class Audience:
     """One campaign run's audience: who, and under which key."""
@@ -91,13 +101,8 @@ class Audience:
 
     @property
     def per_visit(self) -> bool:
-        """Appointment reminders: one message per booked visit, keyed by the visit.
-
-        A transactional campaign over a ``next_visit_within`` segment reminds
-        a client of Monday's and of Thursday's appointment alike, once each,
-        however often it runs; ``repeat_after`` does not apply to it.
-        """
-        return not self.campaign.marketing and self.segment.next_visit_within is not None
+        """Appointment reminders (see ``reminds_visits``)."""
+        return reminds_visits(self.campaign, self.segment)
 
     def _source(self):
         """The rows a run chooses from: clients, or (reminders) their upcoming bookings."""
