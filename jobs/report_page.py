@@ -8,10 +8,12 @@ reads at phone width: the charts scale to the column, the tables scroll.
 
 from __future__ import annotations
 
+import os
 from html import escape
 from pathlib import Path
 
 from campaigns.durations import format_duration
+from campaigns.errors import UserError
 from campaigns.stats import MEASURED
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -33,7 +35,19 @@ th:first-child,td:first-child{text-align:left}
 
 
 def write_page(path: Path, report, clinic: str, zone) -> None:
-    path.write_text(page(report, clinic, zone), encoding="utf-8")
+    """Whole or not at all: written beside ``path``, then renamed over it.
+
+    An owner may have last week's report open or attached to an email; a
+    folder that does not exist or a full disk must not leave half a page.
+    """
+    text = page(report, clinic, zone)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"cannot write the report to {str(path)!r}: {error.strerror}") from None
 
 
 def page(report, clinic: str, zone) -> str:

@@ -179,3 +179,15 @@ def test_too_few_clients_are_said_in_words_not_as_a_number(sqlite_clinic, smtp):
     book = built.report()["book"]
     assert book["difference"]["verdict"] == "not enough data yet"
     assert "not enough data yet" in sqlite_clinic.rebook("report").out
+
+
+def test_an_html_report_that_cannot_be_written_says_why_and_leaves_the_old_one(sqlite_clinic, smtp):
+    built = Clinic(sqlite_clinic, smtp.port, people=3)
+    built.send()
+    missing = sqlite_clinic.rebook("report", "--html", "no-such-folder/report.html")
+    assert missing.code == 2 and "Traceback" not in missing.err
+    assert "cannot write the report to 'no-such-folder/report.html'" in missing.err
+    old = sqlite_clinic.write("report.html", "last week's report\n")
+    written = sqlite_clinic.rebook("report", "--html", "report.html")
+    assert written.code == 0 and "<svg" in old.read_text()
+    assert [p.name for p in sqlite_clinic.folder.glob(".*partial")] == []
