@@ -32,12 +32,12 @@ def forget(app: App, email: str, yes: bool) -> int:
     from campaigns.delivery.forget import forget as erase
     from campaigns.delivery.forget import survey
 
+    with app.engine.connect() as connection:
+        planned = survey(connection, email)  # a mistyped address is exit 2 before anything else
     if not yes:
         if not sys.stdin.isatty():
             console.error("forget erases for good: pass --yes to confirm when not on a terminal")
             return EXIT_USAGE
-        with app.engine.connect() as connection:
-            planned = survey(connection, email)
         click.echo(f"forget {planned.address}: erases {planned.summary()}")
         if not click.confirm("Erase for good?", default=False):
             click.echo("nothing erased")

@@ -239,6 +239,8 @@ def test_forget_of_an_unknown_address_remembers_it(clinic):
     assert "stranger@example.com was already forgotten on" in again.out
     typo = clinic.rebook("forget", "stranger-at-example.com", "--yes")
     assert typo.code == 2 and "not a valid address" in typo.err
+    unasked = clinic.rebook("forget", "stranger-at-example.com")  # the typo, before --yes
+    assert unasked.code == 2 and "not a valid address" in unasked.err
 
 
 def test_unsubscribe_of_a_forgotten_address_says_so_and_stores_nothing(sqlite_clinic):
