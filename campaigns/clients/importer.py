@@ -17,19 +17,17 @@ writes themselves, so two imports started together each report what they did.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Literal
 
 from sqlalchemy import Boolean, Table, delete, func, insert, literal_column, or_, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from campaigns.clients import csv_rows
+from campaigns.clients.csv_file import Kind, Progress, read_csv
 from campaigns.errors import BadRow, CsvError
 from campaigns.store.database import BUSY_TIMEOUT_MS, REFRESH_STATISTICS_FROM, refresh_statistics
 from campaigns.store.forgotten import ForgetHasher, forgotten_hashes, hasher
@@ -49,8 +47,6 @@ _PG_IMPORT_LOCK = 0x7265626F6F6B + 1  # one import at a time, as SQLite's write 
 _UNKNOWN_CLIENT = "is not an imported client"
 _INSERTED = literal_column("xmax = 0", Boolean)  # PostgreSQL: the row is new, not updated
 _STAMPS = ("updated_at", "first_seen_at")  # set by the import, not read from the file
-Kind = Literal["clients", "visits"]
-Progress = Callable[[int, int], None]  # (bytes read, file size)
 
 
 @dataclass
@@ -230,7 +226,7 @@ def _valid_rows(
     200 MB at a million visits), the price of naming both lines of a duplicate.
     """
     first_lines: dict[str, int] = {}
-    for line, row in _read_csv(report.path, report.kind, progress):
+    for line, row in read_csv(report.path, report.kind, progress):
         try:
             if known_clients is None:
                 record = csv_rows.parse_client(row)
@@ -256,87 +252,6 @@ def _valid_rows(
             yield record
         except ValueError as error:
             report.reject(line, str(error))
-
-
-def _read_csv(path: Path, kind: Kind, progress: Progress | None) -> Iterator[tuple[int, dict]]:
-    try:
-        raw = path.open("rb")
-    except OSError as error:
-        raise CsvError(path, f"cannot open: {error.strerror}") from None
-    size = path.stat().st_size
-    with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
-        # strict: a quote left open would otherwise swallow the rest of the file into one cell
-        reader = csv.reader(text, strict=True)
-        end = 0  # the last line of the previous record
-        try:
-            header = _header(path, kind, next(reader, []))
-            end = reader.line_num
-            for number, values in enumerate(reader):
-                start, end = end + 1, reader.line_num  # a quoted cell may span lines
-                if values:  # blank lines are skipped; cells past the header are ignored
-                    yield start, dict(zip(header, map(str.strip, values), strict=False))
-                if progress and number % 1000 == 0:
-                    progress(raw.tell(), size)
-        except UnicodeDecodeError as error:
-            raise CsvError(path, _not_utf8(path, error)) from None
-        except csv.Error as error:
-            raise CsvError(path, f"line {end + 1}: {error}") from None
-    if progress:
-        progress(size, size)
-
-
-def _header(path: Path, kind: Kind, cells: list[str]) -> list[str]:
-    """The column names, lower case; a required one missing or a column twice is fatal."""
-    required = (
-        csv_rows.REQUIRED_CLIENT_COLUMNS if kind == "clients" else csv_rows.REQUIRED_VISIT_COLUMNS
-    )
-    header = [name.strip().lower() for name in cells]
-    missing = [name for name in required if name not in header]
-    if missing:
-        found = ", ".join(csv_rows.excerpt(name) for name in header[:20]) or "an empty file"
-        found += ", …" if len(header) > 20 else ""
-        raise CsvError(
-            path,
-            f"line 1: missing column(s) {', '.join(missing)}; a {kind} file needs "
-            f"{', '.join(required)} (found: {found})",
-        )
-    columns = csv_rows.CLIENT_COLUMNS if kind == "clients" else csv_rows.VISIT_COLUMNS
-    twice = sorted({name for name in header if name in columns and header.count(name) > 1})
-    if twice:
-        raise CsvError(
-            path,
-            f"line 1: column(s) {', '.join(twice)} appear more than once; "
-            "which one holds the data is unclear",
-        )
-    return header
-
-
-def _not_utf8(path: Path, error: UnicodeDecodeError) -> str:
-    """Where the first byte that is not UTF-8 is, counted again from the file's start.
-
-    The decoder reads ahead of the CSV reader by a whole buffer, so the
-    reader's line number is wrong here; this runs only when the file is bad.
-    """
-    line = 1
-    with path.open("rb") as raw:
-        for chunk in raw:  # chunks end at b"\n"; a UTF-8 character never contains one
-            try:
-                chunk.decode("utf-8")
-            except UnicodeDecodeError as bad:
-                line += _bare_returns(chunk[: bad.start])
-                error = bad
-                break
-            line += 1 + _bare_returns(chunk)
-    byte = error.object[error.start : error.start + 1].hex()
-    text = f"line {line}: not UTF-8 text (byte 0x{byte}: {error.reason})"
-    if line == 1 and error.object[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        text += '; it looks like UTF-16: save it as "CSV UTF-8"'
-    return text
-
-
-def _bare_returns(chunk: bytes) -> int:
-    """Line ends that are a lone CR (old Mac exports), which the CSV reader also counts."""
-    return chunk.count(b"\r") - chunk.count(b"\r\n")
 
 
 def _batches(records: Iterator[dict]) -> Iterator[list[dict]]:
