@@ -87,6 +87,26 @@ def check_public_url(settings: Settings) -> list[str]:
     return warnings
 
 
+def check_relay_security(settings: Settings) -> list[str]:
+    """Warnings when mail, or the relay's password, would cross a network unencrypted."""
+    smtp = settings.smtp
+    if settings.mail.transport != "smtp" or smtp.security != "none":
+        return []
+    if smtp.ca_file is not None:
+        return [
+            f"smtp.ca_file is set but smtp.security = 'none': the relay's certificate is "
+            f"never checked; set security = 'starttls' or 'tls' to use {smtp.ca_file.name}"
+        ]
+    host = smtp.host.lower()
+    if host == "localhost" or _loopback(host):
+        return []
+    sent = "the login and every message" if smtp.username else "every message"
+    return [
+        f"smtp.security = 'none' to {smtp.host}: {sent} crosses the network unencrypted; "
+        "use 'starttls' (port 587) or 'tls' (port 465)"
+    ]
+
+
 def _loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -91,7 +91,12 @@ def check(app: App, smtp_login: bool) -> int:
     Example:
       rebook --config /etc/rebook/config.toml check --smtp
     """
-    from campaigns.checks import check_maildir, check_public_url, check_segments
+    from campaigns.checks import (
+        check_maildir,
+        check_public_url,
+        check_relay_security,
+        check_segments,
+    )
     from campaigns.preview import check_templates, first_name_warnings
 
     settings = app.settings
@@ -103,7 +108,7 @@ def check(app: App, smtp_login: bool) -> int:
     for result in results:
         for warning in result.warnings:
             console.warn(f"{app.config_path}: segments.{result.name}: {warning}")
-    for warning in check_public_url(settings):
+    for warning in [*check_public_url(settings), *check_relay_security(settings)]:
         console.warn(f"{app.config_path}: {warning}")
     for warning in first_name_warnings(settings, app.now()):
         console.warn(f"{app.config_path}: {warning}")

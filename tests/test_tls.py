@@ -109,3 +109,30 @@ def test_a_missing_ca_file_or_one_without_a_certificate_stops_check(
     assert result.code == 2
     assert f"config.toml: 1 problem(s):\n  smtp.ca_file: {path.parent}/{said}" in result.err
     assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("security", "host", "username", "said"),
+    [
+        ("none", "127.0.0.1", None, "smtp.ca_file is set but smtp.security = 'none'"),
+        ("none", "relay.example", "hello@waso.example",
+         "smtp.security = 'none' to relay.example: the login and every message crosses"),
+        ("starttls", "relay.example", "hello@waso.example", None),
+    ],
+)  # fmt: skip
+def test_check_warns_when_mail_would_cross_the_network_unencrypted(
+    sqlite_clinic, ca, security, host, username, said
+):
+    relay_clinic(sqlite_clinic, 25, security, ca)
+    text = sqlite_clinic.config.read_text().replace('host = "127.0.0.1"', f'host = "{host}"')
+    if security == "none" and host != "127.0.0.1":
+        text = text.replace('ca_file = "relay-ca.pem"\n', "")
+    if username:
+        text = text.replace("[smtp]\n", f'[smtp]\nusername = "{username}"\n', 1)
+    sqlite_clinic.config.write_text(text)
+    result = sqlite_clinic.rebook("check")
+    assert result.code == 0, result.err
+    if said is None:
+        assert "unencrypted" not in result.err and "never checked" not in result.err
+    else:
+        assert said in result.err
