@@ -27,6 +27,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import aiosmtplib
@@ -82,6 +84,21 @@ def smtp_sink() -> tuple[Path, dict]:
         [package] = root.glob("postfix_*.deb")
         subprocess.run(["dpkg", "-x", str(package), str(root)], check=True)
     return binary, {**os.environ, "LD_LIBRARY_PATH": str(root / "usr" / "lib" / "postfix")}
+
+
+@contextmanager
+def running_sink() -> Iterator[int]:
+    """smtp-sink accepting and discarding mail on a free port, for as long as the block runs."""
+    binary, environment = smtp_sink()
+    port = free_port()
+    sink = subprocess.Popen([str(binary), "-c", "-u", "nobody", f"127.0.0.1:{port}", "1000"],
+                            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(0.5)  # listening by then
+        yield port
+    finally:
+        sink.terminate()
+        sink.wait()
 
 
 def free_port() -> int:
@@ -161,12 +178,7 @@ def main() -> None:
         help="server URL for the two-worker run, e.g. postgresql+psycopg://postgres@127.0.0.1/test",
     )
     options = parser.parse_args()
-    binary, environment = smtp_sink()
-    port = free_port()
-    sink = subprocess.Popen([str(binary), "-c", "-u", "nobody", f"127.0.0.1:{port}", "1000"], env=environment,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        time.sleep(0.5)
+    with running_sink() as port:
         n, connections = options.messages, options.connections
         folder = WORK / "sqlite"
         build_clinic(folder, n, port, connections, "sqlite:///rebook.db")
@@ -193,9 +205,6 @@ def main() -> None:
             )
         if options.postgres:
             two_workers(options.postgres, n, port, connections)
-    finally:
-        sink.terminate()
-        sink.wait()
 
 
 def two_workers(server: str, n: int, port: int, connections: int) -> None:

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _process import timed  # noqa: E402
-from send import REBOOK, build_clinic, free_port, smtp_sink  # noqa: E402
+from send import REBOOK, build_clinic, running_sink  # noqa: E402
 
 from campaigns.clients.sample import SampleSize, write_sample_clinic  # noqa: E402
 
@@ -468,26 +468,20 @@ def main() -> None:
     parser.add_argument("--parts", default="idle,rate,workers")
     options = parser.parse_args()
     parts = set(options.parts.split(","))
-    binary, environment = smtp_sink()
-    port = free_port()
-    sink = subprocess.Popen([str(binary), "-c", "-u", "nobody", f"127.0.0.1:{port}", "1000"], env=environment,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        time.sleep(0.5)
-        if "idle" in parts:
-            folder = WORK / "idle"
-            build_idle_clinic(folder, options.clients, port)
-            results = [idle(folder, options.idle_seconds) for _ in range(options.repeat)]
-            print_idle(options.clients, results)
-        if "rate" in parts:
-            results = service_against_send(options.messages, port, options.repeat)
-            print_rates(options.messages, results)
-        if "workers" in parts and options.postgres:
-            n = options.workers_messages
-            print_workers(n, three_workers(options.postgres, n, port, options.repeat))
+        with running_sink() as port:
+            if "idle" in parts:
+                folder = WORK / "idle"
+                build_idle_clinic(folder, options.clients, port)
+                results = [idle(folder, options.idle_seconds) for _ in range(options.repeat)]
+                print_idle(options.clients, results)
+            if "rate" in parts:
+                results = service_against_send(options.messages, port, options.repeat)
+                print_rates(options.messages, results)
+            if "workers" in parts and options.postgres:
+                n = options.workers_messages
+                print_workers(n, three_workers(options.postgres, n, port, options.repeat))
     finally:
-        sink.terminate()
-        sink.wait()
         shutil.rmtree(WORK, ignore_errors=True)
 
 

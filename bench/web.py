@@ -47,7 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from send import REBOOK, build_clinic, free_port, smtp_sink  # noqa: E402
+from send import REBOOK, build_clinic, free_port, running_sink  # noqa: E402
 from service import Service, _moment, add_to_config  # noqa: E402
 
 from campaigns.content.tokens import make_token  # noqa: E402
@@ -233,23 +233,17 @@ def main() -> None:
     options.rates = [int(rate) for rate in options.rates.split(",") if rate]
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    binary, environment = smtp_sink()
-    sink_port = free_port()
-    sink = subprocess.Popen([str(binary), "-c", "-u", "nobody", f"127.0.0.1:{sink_port}", "1000"],
-                            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        time.sleep(0.5)
-        print(
-            f"one-click POSTs from wrk (-t1 -c{options.connections}, {options.seconds:.0f} s) "
-            f"to rebook run, a campaign of {options.messages:,} into smtp-sink; "
-            f"load average {os.getloadavg()[0]:.2f}"
-        )
-        for number in range(1, options.repeat + 1):
-            report(number, one_repeat(options, sink_port), options.connections)
-            print(f"        load average {os.getloadavg()[0]:.2f}")
+        with running_sink() as sink_port:
+            print(
+                f"one-click POSTs from wrk (-t1 -c{options.connections}, {options.seconds:.0f} s) "
+                f"to rebook run, a campaign of {options.messages:,} into smtp-sink; "
+                f"load average {os.getloadavg()[0]:.2f}"
+            )
+            for number in range(1, options.repeat + 1):
+                report(number, one_repeat(options, sink_port), options.connections)
+                print(f"        load average {os.getloadavg()[0]:.2f}")
     finally:
-        sink.terminate()
-        sink.wait()
         shutil.rmtree(WORK, ignore_errors=True)
 
 
