@@ -30,13 +30,14 @@ class ConfigError(UserError):
 
 @dataclass(frozen=True)
 class BadRow:
-    """One rejected line of an import file."""
+    """One rejected row: a line of an import file, or a record named by what it is."""
 
-    line: int
+    line: int | str  # 12, or "patient 1042" for a row of the practice software's API
     reason: str
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
+        where = f"line {self.line}" if isinstance(self.line, int) else self.line
+        return f"{where}: {self.reason}"
 
 
 class CsvError(UserError):

@@ -22,31 +22,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
-from sqlalchemy import Boolean, Table, delete, func, insert, literal_column, or_, select, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from campaigns.clients import csv_rows
 from campaigns.clients.csv_file import Kind, Progress, read_csv
+from campaigns.clients.writer import TableWriter, client_ids
 from campaigns.errors import BadRow, CsvError
 from campaigns.store.database import BUSY_TIMEOUT_MS, REFRESH_STATISTICS_FROM, refresh_statistics
 from campaigns.store.forgotten import ForgetHasher, forgotten_hashes, hasher
-from campaigns.store.prepared import PreparedStatement
-from campaigns.store.tables import (
-    client_suppressions,
-    client_tags,
-    clients,
-    suppressions,
-    visits,
-)
-from campaigns.store.upsert import insert_for
 
 BATCH_ROWS = 2_000  # rows per INSERT … ON CONFLICT round trip
 _TABLES = {"clients": ("clients", "client_tags"), "visits": ("visits",)}  # what an import writes
 _PG_IMPORT_LOCK = 0x7265626F6F6B + 1  # one import at a time, as SQLite's write lock gives
 _UNKNOWN_CLIENT = "is not an imported client"
-_INSERTED = literal_column("xmax = 0", Boolean)  # PostgreSQL: the row is new, not updated
-_STAMPS = ("updated_at", "first_seen_at")  # set by the import, not read from the file
 
 
 @dataclass
@@ -162,29 +152,12 @@ def _import_rows(
     now: datetime,
     progress: Progress | None,
 ) -> None:
-    table = clients if report.kind == "clients" else visits
-    sqlite = connection.dialect.name == "sqlite"
-    before = _count(connection, table) if sqlite else 0
-    known = _client_ids(connection) if report.kind == "visits" else None
+    writer = TableWriter(connection, report.kind, report, now)
+    known = client_ids(connection) if report.kind == "visits" else None
     forgotten = Forgotten.load(connection, report.kind)
-    changed = inserted = valid = 0
     for batch in _batches(_valid_rows(report, clinic_zone, known, forgotten, progress)):
-        valid += len(batch)
-        written, new = _upsert(connection, table, batch, now)
-        changed += written
-        inserted += new
-        if report.kind == "clients":
-            _replace_tags(connection, batch)
-            report.suppressed += _count_suppressed(connection, batch)
-    # SQLite's upsert cannot say which rows were new; its write lock, held since
-    # BEGIN IMMEDIATE, makes the difference of two counts exact.
-    report.inserted = _count(connection, table) - before if sqlite else inserted
-    report.updated = changed - report.inserted
-    report.unchanged = valid - changed
-
-
-def _count(connection: Connection, table: Table) -> int:
-    return connection.execute(select(func.count()).select_from(table)).scalar_one()
+        writer.write(batch)
+    writer.finish()
 
 
 @dataclass(frozen=True)
@@ -264,80 +237,3 @@ def _batches(records: Iterator[dict]) -> Iterator[list[dict]]:
             batch = {}
     if batch:
         yield list(batch.values())
-
-
-def _upsert_statement(connection: Connection, table: Table, columns: list[str]):
-    """INSERT … ON CONFLICT (id) DO UPDATE, touching only rows whose values differ.
-
-    ``first_seen_at`` is inserted and never updated, nor compared: a row seen
-    before keeps its date, and counts as unchanged when nothing else changed.
-    """
-    statement = insert_for(connection.dialect.name, table)
-    data = [name for name in columns if name != "id" and name not in _STAMPS]
-    return statement.on_conflict_do_update(
-        index_elements=[table.c.id],
-        set_={name: statement.excluded[name] for name in [*data, "updated_at"]},
-        where=or_(*(table.c[name].is_distinct_from(statement.excluded[name]) for name in data)),
-    )
-
-
-def _upsert(
-    connection: Connection, table: Table, batch: list[dict], now: datetime
-) -> tuple[int, int]:
-    """Write a batch stamped ``updated_at = now``; return (rows written, of which inserted).
-
-    SQLite reports 0 inserted: it cannot tell, and the caller counts the table instead.
-    On SQLite the records are converted in place to what the driver stores
-    (the tags and addresses the caller reads afterwards are text, unchanged).
-    """
-    stamps = {name: now for name in _STAMPS if name in table.c}
-    statement = _upsert_statement(connection, table, [*batch[0], *stamps])
-    if connection.dialect.name != "sqlite":
-        # psycopg reports no rowcount for executemany; the rows returned are the written
-        # ones, and a row this statement inserted (rather than updated) has no xmax.
-        rows = [{**record, **stamps} for record in batch]
-        written = connection.execute(statement.returning(_INSERTED), rows).scalars().all()
-        return len(written), sum(written)
-    # SQLite: plain rows to the driver's executemany (see campaigns.store.prepared),
-    # whose rowcount counts the rows written.
-    written = (
-        PreparedStatement(statement, connection.dialect)
-        .execute(connection, batch, **stamps)
-        .rowcount
-    )
-    return written, 0
-
-
-def _replace_tags(connection: Connection, batch: list[dict]) -> None:
-    ids = [record["id"] for record in batch]
-    connection.execute(delete(client_tags).where(client_tags.c.client_id.in_(ids)))
-    tags = [
-        {"client_id": record["id"], "tag": tag}
-        for record in batch
-        for tag in record["tags"].split(";")
-        if tag
-    ]
-    if tags:
-        connection.execute(insert(client_tags), tags)
-
-
-def _count_suppressed(connection: Connection, batch: list[dict]) -> int:
-    """Rows of the batch whose address, or whose client (an opt-out kept by id), is suppressed."""
-    by_address = {record["email"]: record["id"] for record in batch}
-    found = set(
-        connection.execute(
-            select(suppressions.c.address).where(suppressions.c.address.in_(by_address))
-        ).scalars()
-    )
-    ids = set(
-        connection.execute(
-            select(client_suppressions.c.client_id).where(
-                client_suppressions.c.client_id.in_(by_address.values())
-            )
-        ).scalars()
-    )
-    return sum(1 for record in batch if record["email"] in found or record["id"] in ids)
-
-
-def _client_ids(connection: Connection) -> set[str]:
-    return set(connection.execute(select(clients.c.id)).scalars())

@@ -34,6 +34,7 @@ from campaigns.config.report import (
 from campaigns.config.sections import (
     Campaign,
     Clinic,
+    Cliniko,
     Database,
     Dkim,
     Mail,
@@ -50,9 +51,9 @@ from campaigns.config.values import Name
 from campaigns.errors import ConfigError
 
 __all__ = [
-    "Campaign", "Clinic", "Database", "Dkim", "Mail", "Policy", "ReportSection", "Segment",
-    "ServiceSection", "Settings", "Smtp", "Sync", "Web", "load_settings", "read_toml",
-    "resolve_paths",
+    "API_KEY_VARIABLE", "Campaign", "Clinic", "Cliniko", "Database", "Dkim", "Mail", "Policy",
+    "ReportSection", "Segment", "ServiceSection", "Settings", "Smtp", "Sync", "Web",
+    "load_settings", "read_toml", "resolve_paths",
 ]  # fmt: skip
 
 
@@ -105,6 +106,7 @@ def load_settings(path: Path) -> Settings:
     except SettingsError as error:  # a REBOOK_ variable that should hold JSON does not
         raise ConfigError(sources.undecodable(error)) from None
     _check_references(sources, settings)
+    _check_cliniko_key(data, sources, settings)
     return _read_files(sources, resolve_paths(settings, path.resolve().parent))
 
 
@@ -135,6 +137,31 @@ def _check_references(sources: Sources, settings: Settings) -> None:
     ]
     if problems:
         raise ConfigError(sources.report(problems))
+
+
+API_KEY_VARIABLE = f"{ENV_PREFIX}SYNC__CLINIKO__API_KEY"
+
+
+def _check_cliniko_key(data: dict[str, Any], sources: Sources, settings: Settings) -> None:
+    """The Cliniko key opens every patient record: never in a file that gets copied and shared.
+
+    A key in the environment without a ``[sync.cliniko]`` table in the file
+    would start a sync nobody wrote down; that is refused too.
+    """
+    written = data.get("sync") if isinstance(data.get("sync"), dict) else {}
+    table = written.get("cliniko") if isinstance(written.get("cliniko"), dict) else None
+    if table is not None and "api_key" in table:
+        raise ConfigError(
+            f"{sources.path}: sync.cliniko.api_key: the API key is never written in the config "
+            f"file; remove it (and make a new key in Cliniko if this file was shared), then set "
+            f"{API_KEY_VARIABLE} in rebook's environment"
+        )
+    if table is None and settings.sync is not None and settings.sync.cliniko is not None:
+        raise ConfigError(
+            f"environment: {API_KEY_VARIABLE} (or another REBOOK_SYNC__CLINIKO__ variable) is "
+            f"set, but {sources.path} has no [sync.cliniko] table: add one to sync from Cliniko, "
+            "or unset the variable"
+        )
 
 
 def _read_files(sources: Sources, settings: Settings) -> Settings:
