@@ -75,8 +75,9 @@ def init(folder: Path, sample_data: bool, copy_templates: bool) -> int:
 @click.option(
     "--smtp", "smtp_login", is_flag=True, help="Also connect and log in to the SMTP server."
 )
+@click.option("--sync", "reach_cliniko", is_flag=True, help="Also make one call to Cliniko's API.")
 @pass_app
-def check(app: App, smtp_login: bool) -> int:
+def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
     """Validate the config, every segment and every template; exit 0 when all is well, 2 when not.
 
     Each campaign is rendered for a made-up client, also without the last or
@@ -85,7 +86,8 @@ def check(app: App, smtp_login: bool) -> int:
     line that then reads badly (", how is your back?") is a warning. With
     [dkim], the key is loaded and the DNS TXT record to publish is printed.
     With --smtp, a server that cannot be reached, refuses the login or shows a
-    certificate that does not verify exits 1.
+    certificate that does not verify exits 1. With --sync, one call to
+    Cliniko's API names the account reached; a refused key exits 2.
 
     \b
     Example:
@@ -118,8 +120,35 @@ def check(app: App, smtp_login: bool) -> int:
         [(r.name, r.members, ", ".join(r.campaigns) or "-") for r in results],
     )
     _print_dkim(app)
-    if smtp_login:
-        return _check_smtp(settings)
+    code = _check_smtp(settings) if smtp_login else EXIT_OK
+    if reach_cliniko:
+        code = max(code, _check_cliniko(app))
+    return code
+
+
+def _check_cliniko(app: App) -> int:
+    import asyncio
+
+    from campaigns.cliniko.api import ClinikoApi, ClinikoError
+    from campaigns.cliniko.pull import user_agent
+
+    settings = app.settings
+    if settings.sync is None or settings.sync.cliniko is None:
+        raise UserError(f"{app.config_path}: --sync: there is no [sync.cliniko] table to check")
+
+    async def reach() -> list[str]:
+        async with ClinikoApi(settings.sync.cliniko, user_agent(settings)) as api:
+            return await api.businesses()
+
+    try:
+        names = asyncio.run(reach())
+    except ClinikoError as error:
+        console.error(str(error))
+        return EXIT_FAILED
+    click.echo(
+        f"cliniko: reached {settings.sync.cliniko.api_url} as {user_agent(settings)!r}: "
+        f"{len(names)} business(es): {', '.join(names) or '-'}"
+    )
     return EXIT_OK
 
 

@@ -30,7 +30,7 @@ from campaigns.durations import format_duration
 from campaigns.errors import UserError
 from campaigns.store import presence as presence_of
 from jobs.logs import LOGGER, event
-from jobs.syncing import keep_in_sync
+from jobs.syncing import keep_cliniko_in_sync, keep_in_sync
 from jobs.systemd import notify
 from jobs.web import start_web
 
@@ -59,12 +59,14 @@ class Service:
 
         self.config_path, self.clock = config_path, clock
         self.settings: Settings = load_settings(config_path)
+        _require_cliniko_key(self.settings)
         self.engine = open_database(self.settings.database)
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()  # something was queued or deferred: look again now
         self.tasks: set[asyncio.Task] = set()
         self.active: set[str] = set()  # campaigns this process is delivering now
         self.syncing: asyncio.Task | None = None
+        self.cliniko: asyncio.Task | None = None
         self.scheduler = None
 
     # -- the process ---------------------------------------------------------------
@@ -79,6 +81,7 @@ class Service:
         pickup = asyncio.create_task(self._pickup())
         presence = asyncio.create_task(self._stay_present())
         self.syncing = asyncio.create_task(self._keep_in_sync())
+        self.cliniko = asyncio.create_task(self._keep_cliniko_in_sync())
         web, serving = await start_web(self.engine, self.settings, self.clock)
         notify("READY=1")
         event(log, "service started", campaigns=len(self._scheduled()), worker=_worker())
@@ -89,6 +92,7 @@ class Service:
         pickup.cancel()
         presence.cancel()
         self.syncing.cancel()
+        self.cliniko.cancel()  # a pull cut short writes nothing
         await self._finish_running()
         if web is not None:
             web.should_exit = True
@@ -145,6 +149,8 @@ class Service:
         self.settings = settings
         if self.syncing is None or self.syncing.done():  # [sync] may be new
             self.syncing = asyncio.create_task(self._keep_in_sync())
+        if self.cliniko is None or self.cliniko.done():
+            self.cliniko = asyncio.create_task(self._keep_cliniko_in_sync())
         self._schedule_all(starting=False)
         event(log, "config reloaded", campaigns=len(self._scheduled()))
 
@@ -364,6 +370,22 @@ class Service:
 
     def _keep_in_sync(self):
         return keep_in_sync(self.engine, lambda: self.settings, self.clock, self.stop, self.wake)
+
+    def _keep_cliniko_in_sync(self):
+        return keep_cliniko_in_sync(
+            self.engine, lambda: self.settings, self.clock, self.stop, self.wake
+        )
+
+
+def _require_cliniko_key(settings: Settings) -> None:
+    """A service told to sync from Cliniko without a key would only fail every 15 minutes."""
+    from campaigns.config import API_KEY_VARIABLE
+
+    if settings.sync and settings.sync.cliniko and settings.sync.cliniko.api_key is None:
+        raise UserError(
+            f"[sync.cliniko] is set but {API_KEY_VARIABLE} is not: give rebook run the key "
+            "(README: Syncing from Cliniko), or remove [sync.cliniko]"
+        )
 
 
 def _counts(report) -> dict[str, int]:

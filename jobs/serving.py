@@ -6,7 +6,7 @@ import click
 
 from campaigns.errors import UserError
 from jobs import console
-from jobs.app import EXIT_OK, EXIT_USAGE, App, pass_app
+from jobs.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, App, pass_app
 
 
 @click.command()
@@ -42,17 +42,20 @@ def run(app: App, log_format: str) -> int:
 
 
 @click.command()
-@click.option("--full", is_flag=True, help="Import every file, even one unchanged since last time.")
+@click.option("--full", is_flag=True, help="Import every file; pull all of Cliniko, not changes.")
 @pass_app
 def sync(app: App, full: bool) -> int:
-    """Import the [sync] export files now, those that changed since the last import.
+    """Import the [sync] export files that changed, and pull what changed in Cliniko.
 
-    The service does this every [sync] every. Exit 2 when a file is missing
-    or has a bad row (nothing of that file is imported).
+    The service does this every [sync] every (files) and [sync.cliniko]
+    every (Cliniko). Exit 2 when a file is missing or has a bad row, or
+    Cliniko refuses the key (nothing of that source is written); exit 1 when
+    Cliniko could not be read to the end (nothing written; run it again).
 
     \b
     Example:
       rebook sync
+      rebook sync --full
     """
     from campaigns.clients.sync import sync_files
 
@@ -67,4 +70,32 @@ def sync(app: App, full: bool) -> int:
         else:
             console.error(result.detail)
     bad = any(result.outcome in ("rejected", "still rejected", "missing") for result in results)
-    return EXIT_USAGE if bad else EXIT_OK
+    code = EXIT_USAGE if bad else EXIT_OK
+    if app.settings.sync.cliniko is not None:
+        code = max(code, _sync_cliniko(app, full))
+    return code
+
+
+def _sync_cliniko(app: App, full: bool) -> int:
+    import asyncio
+
+    from campaigns.cliniko.api import ClinikoError
+    from campaigns.cliniko.pull import sync_cliniko
+
+    try:
+        with console.progress_steps() as progress:
+            report = asyncio.run(
+                sync_cliniko(app.engine, app.settings, app.now(), full=full, progress=progress)
+            )
+    except ClinikoError as error:
+        console.error(f"{error}\nnothing from Cliniko was written; the next sync tries again")
+        return EXIT_FAILED
+    for name, part in (("patient", report.clients), ("appointment", report.visits)):
+        for problem in part.rejected:
+            console.warn(f"Cliniko: skipped {problem}")
+        more = part.rejected_count - len(part.rejected)
+        if more:
+            console.warn(f"Cliniko: skipped {more} more {name}(s)")
+    for line in report.lines():
+        click.echo(line)
+    return EXIT_OK

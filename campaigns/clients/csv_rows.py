@@ -100,7 +100,7 @@ def parse_tags(text: str) -> list[str]:
 
 
 @cache
-def _zone_names() -> frozenset[str]:
+def zone_names() -> frozenset[str]:
     """The IANA zones, minus names that exist on disk but mean "this machine" or "unset"."""
     return frozenset(available_timezones() - {"localtime", "Factory"})
 
@@ -109,7 +109,7 @@ def parse_zone(text: str) -> str | None:
     """An IANA name, spelled exactly (a folder like ``Australia`` or a path is not a zone)."""
     if not text:
         return None
-    if text not in _zone_names():
+    if text not in zone_names():
         raise ValueError(f"timezone {excerpt(text)} is not an IANA name like 'Australia/Perth'")
     return text
 

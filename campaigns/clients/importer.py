@@ -44,7 +44,7 @@ class ImportReport:
     """What an import did, or (dry run) would do."""
 
     kind: Kind
-    path: Path
+    path: Path | str  # the file, or where the rows came from ("Cliniko")
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0

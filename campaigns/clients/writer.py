@@ -12,7 +12,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import Boolean, Table, delete, func, insert, literal_column, or_, select
+from sqlalchemy import (
+    Boolean,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.engine import Connection
 
 from campaigns.store.prepared import PreparedStatement
@@ -87,7 +97,10 @@ def _upsert_statement(connection: Connection, table: Table, columns: list[str]):
     ``first_seen_at`` is inserted and never updated, nor compared: a row seen
     before keeps its date, and counts as unchanged when nothing else changed.
     """
-    statement = insert_for(connection.dialect.name, table)
+    # only the columns given: a column left out (tags, from an API that has none) keeps its value
+    statement = insert_for(connection.dialect.name, table).values(
+        {name: bindparam(name, type_=table.c[name].type) for name in columns}
+    )
     data = [name for name in columns if name != "id" and name not in _STAMPS]
     return statement.on_conflict_do_update(
         index_elements=[table.c.id],

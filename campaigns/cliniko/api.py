@@ -1,0 +1,207 @@
+"""Talking to Cliniko's API: who we are, how fast we go, and what to do when it says no.
+
+Every rule here is from Cliniko's API readme (github.com/redguava/cliniko-api,
+readme.md as of 10cce8b; the developer portal docs.api.cliniko.com since):
+HTTP Basic with the key as user name and no password ("Authentication"), a
+User-Agent naming the app and a contact address or requests "may be
+automatically blocked" ("Identifying your application"), JSON only ("Making
+a request"), at most 200 requests a minute per user, a 429 with
+``X-RateLimit-Reset`` past it ("Rate limits"), and pages of up to 100 whose
+``links.next`` is followed to the end ("Pagination").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from campaigns.config import API_KEY_VARIABLE, Cliniko
+from campaigns.durations import Rate
+from campaigns.errors import RebookError, UserError
+
+PER_PAGE = 100  # the most Cliniko gives a page
+TIMEOUT = 30.0  # seconds for one request
+RETRY_DELAYS = (1.0, 4.0)  # seconds before the 2nd and 3rd try of a request that failed
+MOST_429 = 5  # "slow down" this many times in a row, and the sync gives up until next time
+LONGEST_WAIT = 300.0  # seconds: a reset further away than this is not waited for
+
+
+class ClinikoError(RebookError):
+    """The sync could not finish (network, Cliniko's servers, a page that is not JSON)."""
+
+
+class ClinikoRefused(UserError):
+    """Cliniko refused the key or its permissions: only the owner can fix that (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[dict]
+    number: int
+    total: int  # total_entries: the rows of the whole listing, for a progress bar
+
+
+class SlidingWindow:
+    """At most ``rate.count`` requests in any ``rate.per``: Cliniko counts per minute.
+
+    A token bucket refilled per second would also do, but this one allows
+    the whole minute's allowance at once, which is what lets an incremental
+    sync's ten requests go in well under a second.
+    """
+
+    def __init__(self, rate: Rate, clock: Callable[[], float] = time.monotonic) -> None:
+        self.count, self.per = rate.count, rate.per.total_seconds()
+        self.sent: deque[float] = deque(maxlen=self.count)
+        self.clock = clock
+
+    async def wait(self) -> None:
+        if len(self.sent) == self.count:
+            await asyncio.sleep(max(0.0, self.sent[0] + self.per - self.clock()))
+        self.sent.append(self.clock())
+
+
+class ClinikoApi:
+    """An authenticated session with one Cliniko account; use as ``async with``."""
+
+    def __init__(
+        self,
+        settings: Cliniko,
+        user_agent: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
+    ) -> None:
+        if settings.api_key is None:
+            raise ClinikoRefused(
+                f"sync.cliniko: no API key: set {API_KEY_VARIABLE} in rebook's environment "
+                "(README: Syncing from Cliniko)"
+            )
+        self.base = settings.api_url
+        self.window = SlidingWindow(settings.rate_limit)
+        self.retry_delays = retry_delays
+        self.requests = 0
+        self.client = httpx.AsyncClient(
+            auth=httpx.BasicAuth(settings.api_key.get_secret_value(), ""),
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            timeout=TIMEOUT,
+            transport=transport,
+            follow_redirects=False,  # a redirect would carry the key elsewhere
+        )
+
+    async def __aenter__(self) -> ClinikoApi:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.client.aclose()
+
+    async def businesses(self) -> list[str]:
+        """The account's business names: one call that proves the key and the shard work.
+
+        sections/businesses.md: most accounts have one business, a clinic.
+        """
+        params = [("per_page", str(PER_PAGE))]
+        data = await self.get(f"{self.base}/businesses", params, "businesses")
+        rows = data.get("businesses")
+        if not isinstance(rows, list):
+            raise ClinikoError("Cliniko's businesses: no businesses list in the answer")
+        return [str(row.get("business_name") or row.get("display_name") or "?") for row in rows]
+
+    async def listing(self, path: str, filters: list[str] = ()) -> AsyncIterator[Page]:
+        """Every page of a listing, following ``links.next`` to the end."""
+        params = [("per_page", str(PER_PAGE)), *(("q[]", text) for text in filters)]
+        url, number = f"{self.base}/{path}", 1
+        while url is not None:
+            data = await self.get(url, params if number == 1 else None, path, number)
+            rows = data.get(path.split("/")[0])
+            if not isinstance(rows, list):
+                raise ClinikoError(f"Cliniko's {path}, page {number}: no {path} list in the answer")
+            yield Page(rows, number, int(data.get("total_entries") or len(rows)))
+            url = self._next(data, path, number, rows)
+            number += 1
+
+    def _next(self, data: dict, path: str, number: int, rows: list) -> str | None:
+        """The next page: only on the same API (the key goes with it), and never an empty loop."""
+        link = (data.get("links") or {}).get("next")
+        if not link:
+            return None
+        if not isinstance(link, str) or not link.startswith(self.base + "/"):
+            raise ClinikoError(f"Cliniko's {path}, page {number}: a next link outside {self.base}")
+        if not rows:
+            raise ClinikoError(f"Cliniko's {path}, page {number}: empty, yet a next page follows")
+        return link
+
+    async def get(self, url: str, params=None, path: str = "", number: int = 1) -> dict:
+        """One page as JSON: paced, retried after a network error, a 5xx or a broken page."""
+        where = f"Cliniko's {path or url}" + (f", page {number}" if path else "")
+        failures = slowdowns = 0
+        while True:
+            await self.window.wait()
+            self.requests += 1
+            try:
+                response = await self.client.get(url, params=params)
+                if response.status_code != 429:
+                    return _page(response, where)
+            except httpx.HTTPError as error:
+                problem = f"{where}: {type(error).__name__}: {error or 'no answer'}"
+            except _Retry as error:
+                problem = str(error)
+            else:
+                slowdowns += 1
+                if slowdowns > MOST_429:
+                    raise ClinikoError(f"{where}: told to slow down {MOST_429} times in a row")
+                await asyncio.sleep(_wait_for(response))
+                continue
+            if failures >= len(self.retry_delays):
+                raise ClinikoError(problem)
+            await asyncio.sleep(self.retry_delays[failures])
+            failures += 1
+
+
+class _Retry(Exception):
+    """An answer worth asking again for: a 5xx, a page cut short or not JSON."""
+
+
+def _page(response: httpx.Response, where: str) -> dict:
+    """The answer's JSON object; a refusal raises ClinikoRefused, anything else _Retry."""
+    status = response.status_code
+    if status in (401, 403):
+        what = "rejected the API key" if status == 401 else "refused the key's user access"
+        raise ClinikoRefused(
+            f"{where}: Cliniko {what} (HTTP {status}): check {API_KEY_VARIABLE} and that the "
+            "key's Cliniko user may see patients, appointments and settings"
+        )
+    if status != 200:
+        problem = f"{where}: HTTP {status} {response.reason_phrase}: {response.text[:200]!r}"
+        # a 4xx would get the same answer again; a 5xx may not
+        raise ClinikoError(problem) if 400 <= status < 500 else _Retry(problem)
+    try:
+        data = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _Retry(f"{where}: the answer is not JSON: {response.text[:80]!r}") from None
+    if not isinstance(data, dict):
+        raise _Retry(f"{where}: the answer is not a JSON object")
+    return data
+
+
+def _wait_for(response: httpx.Response, now: Callable[[], float] = time.time) -> float:
+    """Seconds until Cliniko takes requests again: Retry-After, else X-RateLimit-Reset, else 60."""
+    retry_after = response.headers.get("Retry-After", "")
+    if retry_after.strip().isdigit():
+        seconds = float(retry_after)
+    elif retry_after:
+        try:
+            seconds = parsedate_to_datetime(retry_after).timestamp() - now()
+        except (TypeError, ValueError):
+            seconds = 60.0
+    elif response.headers.get("X-RateLimit-Reset", "").strip().isdigit():
+        seconds = float(response.headers["X-RateLimit-Reset"]) - now()
+    else:
+        seconds = 60.0
+    return min(max(seconds, 0.0), LONGEST_WAIT)
