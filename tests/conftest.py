@@ -182,13 +182,15 @@ def sqlite_clinic(tmp_path: Path) -> Iterator[Clinic]:
         engine.dispose()
 
 
-def run_on_terminal(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, bytes]:
+def run_on_terminal(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess, bytes]:
     """Run ``rebook`` with stderr on a pseudo-terminal; return the result and what it drew there."""
     import pty
 
     controller, terminal = pty.openpty()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("REBOOK_")}
-    environment |= {"TERM": "xterm", "COLUMNS": "100"}
+    environment |= {"TERM": "xterm", "COLUMNS": "100", **(env or {})}
     done = subprocess.run([str(REBOOK), *args], cwd=cwd, env=environment, stdout=subprocess.PIPE,
                           stderr=terminal, text=True, timeout=60)  # fmt: skip
     os.close(terminal)

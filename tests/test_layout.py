@@ -20,7 +20,8 @@ FORBIDDEN = {
         "campaigns.clients", "campaigns.content", "campaigns.delivery", "campaigns.preview",
     },
     "campaigns.content": {"campaigns.store", "campaigns.clients", "campaigns.delivery"},
-    "campaigns.clients": {"campaigns.delivery"},
+    "campaigns.clients": {"campaigns.delivery", "campaigns.cliniko"},
+    "campaigns.cliniko": {"campaigns.delivery", "campaigns.content"},
 }  # fmt: skip
 
 

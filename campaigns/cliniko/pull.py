@@ -22,7 +22,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import httpx
 from sqlalchemy import select, update
@@ -105,8 +104,7 @@ async def sync_cliniko(
     mark, last_full = await asyncio.to_thread(_marks, engine)
     full = full or mark is None or last_full is None or now - last_full >= cliniko.full_every
     report = SyncReport(full, None if full else mark - OVERLAP)
-    with tempfile.TemporaryDirectory(prefix="rebook-cliniko-") as folder:
-        staging = Staging(Path(folder))
+    with Staging() as staging:
         async with ClinikoApi(cliniko, user_agent(settings), transport=transport) as api:
             names = await _names(api, cliniko.services)
             await _fetch_patients(api, staging, report, cliniko.consent, progress)
@@ -116,7 +114,7 @@ async def sync_cliniko(
                 await _fetch(api, staging, report, "individual_appointments", started, names,
                              now, progress)  # fmt: skip
             report.requests = api.requests
-        staging.close()
+        staging.rewind()
         await asyncio.to_thread(_write, engine, staging, report, now, progress)
     return report
 
@@ -201,17 +199,28 @@ def _tell(progress: Progress | None, path: str, page) -> None:
 
 
 class Staging:
-    """Checked records waiting for the write, in a private temporary folder: pickled batches.
+    """Checked records waiting for the write: pickled batches in anonymous temporary files.
 
-    Pickle is safe here: rebook reads back only what it wrote a moment ago.
+    The files vanish when closed, or with the process. Pickle is safe here:
+    rebook reads back only what it wrote a moment ago.
     """
 
     KINDS = ("clients", "deleted", "visits")
 
-    def __init__(self, folder: Path) -> None:
-        self.files = {kind: (folder / f"{kind}.pickle").open("w+b") for kind in self.KINDS}
+    def __init__(self) -> None:
+        self.files = {  # closed by __exit__
+            kind: tempfile.TemporaryFile(prefix="rebook-cliniko-")  # noqa: SIM115
+            for kind in self.KINDS
+        }
         self.pending: dict[str, dict] = {kind: {} for kind in self.KINDS}
         self.counts = dict.fromkeys(self.KINDS, 0)
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for file in self.files.values():
+            file.close()
 
     def add(self, kind: str, records: dict) -> None:
         """Keep records by id; the later wins within a batch, as the later write would."""
@@ -226,7 +235,8 @@ class Staging:
             pickle.dump(self.pending[kind], self.files[kind], pickle.HIGHEST_PROTOCOL)
             self.pending[kind] = {}
 
-    def close(self) -> None:
+    def rewind(self) -> None:
+        """Everything fetched is in: read it from the start."""
         for kind in self.KINDS:
             self._flush(kind)
             self.files[kind].seek(0)
@@ -237,7 +247,6 @@ class Staging:
             try:
                 yield pickle.load(file)
             except EOFError:
-                file.close()
                 return
 
 
