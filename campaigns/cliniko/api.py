@@ -13,7 +13,6 @@ a request"), at most 200 requests a minute per user, a 429 with
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -21,12 +20,14 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import httpx
+import orjson
 
 from campaigns.config import API_KEY_VARIABLE, Cliniko
 from campaigns.durations import Rate
 from campaigns.errors import RebookError, UserError
 
 PER_PAGE = 100  # the most Cliniko gives a page
+AHEAD = 4  # pages asked for before they are read: Cliniko works while rebook reads
 TIMEOUT = 30.0  # seconds for one request
 RETRY_DELAYS = (1.0, 4.0)  # seconds before the 2nd and 3rd try of a request that failed
 MOST_429 = 5  # "slow down" this many times in a row, and the sync gives up until next time
@@ -114,17 +115,37 @@ class ClinikoApi:
         return [str(row.get("business_name") or row.get("display_name") or "?") for row in rows]
 
     async def listing(self, path: str, filters: list[str] = ()) -> AsyncIterator[Page]:
-        """Every page of a listing, following ``links.next`` to the end."""
+        """Every page of a listing, in order, until a page has no ``links.next``.
+
+        Pages are asked for by number (``page=N``, as the readme documents),
+        ``AHEAD`` at a time, so Cliniko prepares the next pages while this
+        one is read; the next link still decides where the listing ends.
+        """
         params = [("per_page", str(PER_PAGE)), *(("q[]", text) for text in filters)]
-        url, number = f"{self.base}/{path}", 1
-        while url is not None:
-            data = await self.get(url, params if number == 1 else None, path, number)
-            rows = data.get(path.split("/")[0])
-            if not isinstance(rows, list):
-                raise ClinikoError(f"Cliniko's {path}, page {number}: no {path} list in the answer")
-            yield Page(rows, number, int(data.get("total_entries") or len(rows)))
-            url = self._next(data, path, number, rows)
-            number += 1
+        first = await self.get(f"{self.base}/{path}", params, path, 1)
+        page = _page_of(first, path, 1)
+        yield page
+        link = self._next(first, path, 1, page.rows)
+        if link is None:
+            return
+        last = -(-page.total // PER_PAGE)  # known now; more pages if rows are added meanwhile
+        ahead: deque[asyncio.Task] = deque()
+        number = 2
+        try:
+            while link is not None:
+                while len(ahead) < AHEAD and (number + len(ahead) <= last or not ahead):
+                    wanted = number + len(ahead)
+                    url = str(httpx.URL(link).copy_set_param("page", str(wanted)))
+                    ahead.append(asyncio.create_task(self.get(url, None, path, wanted)))
+                data = await ahead.popleft()
+                page = _page_of(data, path, number)
+                yield page
+                link = self._next(data, path, number, page.rows)
+                number += 1
+        finally:
+            for task in ahead:
+                task.cancel()
+            await asyncio.gather(*ahead, return_exceptions=True)
 
     def _next(self, data: dict, path: str, number: int, rows: list) -> str | None:
         """The next page: only on the same API (the key goes with it), and never an empty loop."""
@@ -168,6 +189,13 @@ class _Retry(Exception):
     """An answer worth asking again for: a 5xx, a page cut short or not JSON."""
 
 
+def _page_of(data: dict, path: str, number: int) -> Page:
+    rows = data.get(path.split("/")[0])
+    if not isinstance(rows, list):
+        raise ClinikoError(f"Cliniko's {path}, page {number}: no {path} list in the answer")
+    return Page(rows, number, int(data.get("total_entries") or len(rows)))
+
+
 def _page(response: httpx.Response, where: str) -> dict:
     """The answer's JSON object; a refusal raises ClinikoRefused, anything else _Retry."""
     status = response.status_code
@@ -182,8 +210,8 @@ def _page(response: httpx.Response, where: str) -> dict:
         # a 4xx would get the same answer again; a 5xx may not
         raise ClinikoError(problem) if 400 <= status < 500 else _Retry(problem)
     try:
-        data = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
         raise _Retry(f"{where}: the answer is not JSON: {response.text[:80]!r}") from None
     if not isinstance(data, dict):
         raise _Retry(f"{where}: the answer is not a JSON object")

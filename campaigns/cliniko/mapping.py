@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from campaigns.clients import csv_rows
+from campaigns.config.sections import SERVICE_TEXT
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,14 @@ def linked_id(record: dict, key: str | None = None) -> str:
     sections/patients.md "Get Deleted Patients": a deleted patient is only
     ``deleted_at`` and its ``links.self``.
     """
-    holder = record.get(key) if key else record
     try:
-        link = holder["links"]["self"]
-    except (KeyError, TypeError):
+        link = (record[key] if key else record)["links"]["self"]
+        found = link.rpartition("/")[2]
+    except (KeyError, TypeError, AttributeError):
         raise ValueError(f"has no {key or 'self'} link") from None
-    if not isinstance(link, str) or not link.rstrip("/").rpartition("/")[2]:
-        raise ValueError(f"{key or 'self'} link {csv_rows.excerpt(str(link))} names no id")
-    return link.rstrip("/").rpartition("/")[2]
+    if not found:
+        raise ValueError(f"{key or 'self'} link {csv_rows.excerpt(link)} names no id")
+    return found
 
 
 def _set(value: object) -> bool:
@@ -81,7 +82,7 @@ def client_record(patient: dict, rule: str) -> dict | None:
         return None
     zone = _text(patient.get("time_zone"))
     row = {
-        "id": _text(patient.get("id")),
+        "id": cliniko_id(patient.get("id"), "id"),
         "email": _text(patient.get("email")),
         "first_name": _text(patient.get("preferred_first_name") or patient.get("first_name")),
         "last_name": _text(patient.get("last_name")),
@@ -92,13 +93,6 @@ def client_record(patient: dict, rule: str) -> dict | None:
     record = csv_rows.parse_client(row)
     del record["tags"]
     return record
-
-
-def parse_time(value: object, what: str) -> datetime:
-    """Cliniko's times are UTC, ``2014-03-04T20:37:17Z`` (readme, "Dates and Times")."""
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{what} is missing")
-    return csv_rows.parse_starts_at(value, UTC)
 
 
 def visit_status(appointment: dict, starts_at: datetime, now: datetime) -> str:
@@ -119,28 +113,51 @@ def visit_record(appointment: dict, names: Names, now: datetime) -> dict:
     """The visit row of an individual appointment (sections/individual_appointments.md).
 
     ``id``; the patient from ``patient.links.self`` (there is no
-    ``patient_id`` field); ``starts_at``; the service from the appointment
-    type's ``name`` (sections/appointment_types.md), the therapist from the
-    practitioner's ``label`` (sections/practitioners.md).
+    ``patient_id`` field); ``starts_at``, in UTC like every Cliniko time
+    (readme, "Dates and Times"); the service from the appointment type's
+    ``name`` (sections/appointment_types.md), the therapist from the
+    practitioner's ``label`` (sections/practitioners.md). This runs a
+    million times in a first pull: the names were checked once, in ``Names``,
+    and the ids need only be Cliniko's digits.
     """
     type_id = linked_id(appointment, "appointment_type")
     service = names.services.get(type_id)
     if service is None:
         raise ValueError(f"appointment type {type_id} is in neither of Cliniko's type lists")
-    try:
+    therapist = ""  # the practitioner is optional, as in an export
+    if appointment.get("practitioner"):
         therapist = names.therapists.get(linked_id(appointment, "practitioner"), "")
-    except ValueError:
-        therapist = ""  # the practitioner is optional, as in an export
-    starts_at = parse_time(appointment.get("starts_at"), "starts_at")
-    row = {
-        "id": _text(appointment.get("id")),
-        "client_id": linked_id(appointment, "patient"),
-        "starts_at": starts_at.isoformat(),
+    starts_at = appointment.get("starts_at")
+    if not isinstance(starts_at, str) or not starts_at:
+        raise ValueError("starts_at is missing")
+    starts_at = csv_rows.parse_starts_at(starts_at, UTC)
+    return {
+        "id": cliniko_id(appointment.get("id"), "id"),
+        "client_id": cliniko_id(linked_id(appointment, "patient"), "patient link"),
+        "starts_at": starts_at,
         "service": service,
         "status": visit_status(appointment, starts_at, now),
         "therapist": therapist,
     }
-    return csv_rows.parse_visit(row, UTC)
+
+
+_CLINIKO_ID = re.compile(r"[0-9]{1,19}")  # the portal: ids are strings of an int64
+
+
+def cliniko_id(value: object, what: str) -> str:
+    """An id as text: the portal sends ``"1042"``, the 2022 docs ``1042``; both are digits."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not _CLINIKO_ID.fullmatch(text):
+        raise ValueError(f"{what} {csv_rows.excerpt(str(value))} is not a Cliniko id")
+    return text
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]+")
+
+
+def _one_line(text: str, limit: int) -> str:
+    """A name as one clean line: a line break in Cliniko must not reach a header or a row."""
+    return " ".join(_CONTROL.sub(" ", text).split())[:limit]
 
 
 def service_of(appointment_type: dict, renamed: Mapping[str, str]) -> str:
@@ -152,11 +169,11 @@ def service_of(appointment_type: dict, renamed: Mapping[str, str]) -> str:
     name = _text(appointment_type.get("name"))
     if name in renamed:
         return renamed[name]
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or "unnamed"
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:SERVICE_TEXT] or "unnamed"
 
 
 def therapist_of(practitioner: dict) -> str:
     """``label``, else the names (sections/practitioners.md: inactive ones have no label)."""
     label = _text(practitioner.get("label"))
     names = [_text(practitioner.get(key)) for key in ("first_name", "last_name")]
-    return (label or " ".join(name for name in names if name))[:200]
+    return _one_line(label or " ".join(name for name in names if name), 200)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import pickle
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -61,11 +62,14 @@ class SyncReport:
     withdrawn: int = 0  # deleted patients whose consent was withdrawn
     left_out: int = 0  # appointments of patients not imported (no address, rejected)
     requests: int = 0
+    reading: float = 0.0  # seconds fetching from Cliniko (the database untouched)
+    writing: float = 0.0  # seconds in the one write transaction
 
     def lines(self) -> list[str]:
         since = "full pull" if self.full else f"changes since {self.since:%Y-%m-%d %H:%M} UTC"
+        took = f"{self.reading:.1f} s reading, {self.writing:.1f} s writing"
         lines = [
-            f"Cliniko ({since}, {self.requests} requests):",
+            f"Cliniko ({since}, {self.requests} requests, {took}):",
             "  " + self.clients.summary().removeprefix("Cliniko: "),
             "  " + self.visits.summary().removeprefix("Cliniko: "),
         ]
@@ -104,18 +108,21 @@ async def sync_cliniko(
     mark, last_full = await asyncio.to_thread(_marks, engine)
     full = full or mark is None or last_full is None or now - last_full >= cliniko.full_every
     report = SyncReport(full, None if full else mark - OVERLAP)
+    started = time.perf_counter()
     with Staging() as staging:
         async with ClinikoApi(cliniko, user_agent(settings), transport=transport) as api:
             names = await _names(api, cliniko.services)
             await _fetch_patients(api, staging, report, cliniko.consent, progress)
             await _fetch_appointments(api, staging, report, names, now, progress)
             if not full:  # bookings whose time came since the last sync are visits now
-                started = [f"starts_at:>{_utc(report.since)}", f"starts_at:<={_utc(now)}"]
-                await _fetch(api, staging, report, "individual_appointments", started, names,
+                begun = [f"starts_at:>{_utc(report.since)}", f"starts_at:<={_utc(now)}"]
+                await _fetch(api, staging, report, "individual_appointments", begun, names,
                              now, progress)  # fmt: skip
             report.requests = api.requests
         staging.rewind()
+        report.reading = time.perf_counter() - started
         await asyncio.to_thread(_write, engine, staging, report, now, progress)
+        report.writing = time.perf_counter() - started - report.reading
     return report
 
 
