@@ -107,6 +107,25 @@ def check_relay_security(settings: Settings) -> list[str]:
     ]
 
 
+def check_sync_sources(settings: Settings) -> list[str]:
+    """Warnings about where the clinic's data come from: Cliniko without its key, or two sources."""
+    sync = settings.sync
+    if sync is None or sync.cliniko is None:
+        return []
+    warnings = []
+    if sync.cliniko.api_key is None:
+        warnings.append(
+            "sync.cliniko: REBOOK_SYNC__CLINIKO__API_KEY is not set here: rebook sync and "
+            "rebook run will refuse to start until it is"
+        )
+    if sync.clients is not None or sync.visits is not None:
+        warnings.append(
+            "sync.cliniko and sync.clients/visits are both set: Cliniko's ids and an export's "
+            "may differ, and the same client would be two; use one source"
+        )
+    return warnings
+
+
 def _loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -98,6 +98,7 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
         check_public_url,
         check_relay_security,
         check_segments,
+        check_sync_sources,
     )
     from campaigns.preview import check_templates, first_name_warnings
 
@@ -110,7 +111,10 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
     for result in results:
         for warning in result.warnings:
             console.warn(f"{app.config_path}: segments.{result.name}: {warning}")
-    for warning in [*check_public_url(settings), *check_relay_security(settings)]:
+    warnings = [
+        *check_public_url(settings), *check_relay_security(settings), *check_sync_sources(settings)
+    ]  # fmt: skip
+    for warning in warnings:
         console.warn(f"{app.config_path}: {warning}")
     for warning in first_name_warnings(settings, app.now()):
         console.warn(f"{app.config_path}: {warning}")

@@ -299,6 +299,9 @@ def test_sync_and_run_without_the_key_exit_2(sqlite_clinic) -> None:
         done = sqlite_clinic.rebook(command)
         assert done.code == 2, done.err
         assert "REBOOK_SYNC__CLINIKO__API_KEY" in done.err
+    checked = sqlite_clinic.rebook("check")
+    assert checked.code == 0, checked.err
+    assert "REBOOK_SYNC__CLINIKO__API_KEY is not set here" in checked.err
 
 
 def test_a_terminal_shows_progress(sqlite_clinic) -> None:
