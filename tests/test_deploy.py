@@ -124,6 +124,9 @@ def test_every_variable_the_env_template_names_is_one_rebook_accepts(sqlite_clin
         env["REBOOK_DKIM__PRIVATE_KEY"] = dkim_key_pem().replace("\n", "\\n")
         config = sqlite_clinic.config
         config.write_text(config.read_text() + '[dkim]\ndomain = "waso.example"\nselector = "s1"\n')
+    if "REBOOK_SYNC__CLINIKO__API_KEY" in env:  # like the DKIM key, it needs its table
+        config = sqlite_clinic.config
+        config.write_text(config.read_text() + "[sync.cliniko]\n")
     result = sqlite_clinic.rebook("check", env=env)
     assert result.code == 0, result.err
 
