@@ -329,3 +329,29 @@ def test_the_service_pulls_every_interval(sqlite_clinic) -> None:
                 time.sleep(0.2)
             assert service.stop() == 0
     assert '"inserted": 4' in service.log() or '"inserted":4' in service.log()
+
+
+def test_rows_that_are_not_records_are_rejected_and_the_rest_synced(sqlite_clinic) -> None:
+    fake = account()
+    odd = fake.add_appointment(id=8, patient_id=1001, starts_at=NOW, appointment_type_id=1,
+                               practitioner_id=1, updated_at=LONG_AGO, created_at=LONG_AGO)  # fmt: skip
+    odd["starts_at"] = "next tuesday"
+    fake.add_appointment(id=9, patient_id=1001, starts_at=NOW, appointment_type_id=99,
+                         practitioner_id=1, updated_at=LONG_AGO, created_at=LONG_AGO)  # fmt: skip
+    report = sync(sqlite_clinic, fake)
+    reasons = sorted(str(row) for row in report.visits.rejected)
+    assert reasons[0].startswith("appointment 8: starts_at 'next tuesday' is not an ISO 8601 time")
+    assert reasons[1] == "appointment 9: appointment type 99 is in neither of Cliniko's type lists"
+    assert report.visits.inserted == 6
+
+
+def test_a_listing_of_odd_json_is_rejected_row_by_row() -> None:
+    from campaigns.cliniko import mapping
+
+    for row in (None, 7, [1], "x"):
+        with pytest.raises(ValueError, match="is not a JSON object"):
+            mapping.as_record(row)
+    assert mapping.cliniko_id(1042, "id") == "1042"  # the 2022 docs' numbers
+    for bad in (True, -1, "12a", "1" * 20, None):
+        with pytest.raises(ValueError, match="is not a Cliniko id"):
+            mapping.cliniko_id(bad, "id")

@@ -149,7 +149,8 @@ class ClinikoApi:
 
     def _next(self, data: dict, path: str, number: int, rows: list) -> str | None:
         """The next page: only on the same API (the key goes with it), and never an empty loop."""
-        link = (data.get("links") or {}).get("next")
+        links = data.get("links")
+        link = links.get("next") if isinstance(links, dict) else None
         if not link:
             return None
         if not isinstance(link, str) or not link.startswith(self.base + "/"):
@@ -193,7 +194,8 @@ def _page_of(data: dict, path: str, number: int) -> Page:
     rows = data.get(path.split("/")[0])
     if not isinstance(rows, list):
         raise ClinikoError(f"Cliniko's {path}, page {number}: no {path} list in the answer")
-    return Page(rows, number, int(data.get("total_entries") or len(rows)))
+    total = data.get("total_entries")
+    return Page(rows, number, total if isinstance(total, int) else len(rows))
 
 
 def _page(response: httpx.Response, where: str) -> dict:

@@ -26,6 +26,13 @@ class Names:
     therapists: Mapping[str, str]  # practitioner id -> the name shown
 
 
+def as_record(row: object) -> dict:
+    """A row of a listing: a JSON object, or a row to reject (a null, a number, a list)."""
+    if not isinstance(row, dict):
+        raise ValueError(f"is not a JSON object but {csv_rows.excerpt(repr(row))}")
+    return row
+
+
 def linked_id(record: dict, key: str | None = None) -> str:
     """The id at the end of ``record[key].links.self`` (or ``record.links.self``).
 

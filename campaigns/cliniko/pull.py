@@ -29,6 +29,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
+from campaigns.clients import csv_rows
 from campaigns.clients.importer import BATCH_ROWS, Forgotten, ImportReport, lock_imports
 from campaigns.clients.writer import TableWriter, client_ids
 from campaigns.cliniko import mapping
@@ -135,11 +136,11 @@ async def _names(api: ClinikoApi, renamed: dict[str, str]) -> mapping.Names:
     services, therapists = {}, {}
     for path in ("appointment_types", "appointment_types/archived"):
         async for page in api.listing(path):
-            for row in page.rows:
+            for row in filter(lambda row: isinstance(row, dict), page.rows):
                 services[str(row.get("id"))] = mapping.service_of(row, renamed)
     for path in ("practitioners", "practitioners/inactive"):
         async for page in api.listing(path):
-            for row in page.rows:
+            for row in filter(lambda row: isinstance(row, dict), page.rows):
                 therapists[str(row.get("id"))] = mapping.therapist_of(row)
     return mapping.Names(services, therapists)
 
@@ -155,7 +156,7 @@ async def _fetch_patients(api, staging, report: SyncReport, rule: str, progress)
             records = {}
             for patient in page.rows:
                 try:
-                    record = mapping.client_record(patient, rule)
+                    record = mapping.client_record(mapping.as_record(patient), rule)
                 except ValueError as error:
                     report.clients.reject(f"patient {_id_of(patient)}", str(error))
                     continue
@@ -169,7 +170,8 @@ async def _fetch_patients(api, staging, report: SyncReport, rule: str, progress)
         ids = {}
         for patient in page.rows:
             try:
-                ids[mapping.linked_id(patient)] = True
+                link = mapping.linked_id(mapping.as_record(patient))
+                ids[mapping.cliniko_id(link, "link")] = True
             except ValueError as error:
                 report.clients.reject("a deleted patient", str(error))
         staging.add("deleted", ids)
@@ -186,7 +188,7 @@ async def _fetch(api, staging, report, path, filters, names, now, progress) -> N
         records = {}
         for appointment in page.rows:
             try:
-                record = mapping.visit_record(appointment, names, now)
+                record = mapping.visit_record(mapping.as_record(appointment), names, now)
             except ValueError as error:
                 report.visits.reject(f"appointment {_id_of(appointment)}", str(error))
             else:
@@ -195,8 +197,10 @@ async def _fetch(api, staging, report, path, filters, names, now, progress) -> N
         _tell(progress, path, page)
 
 
-def _id_of(record: dict) -> str:
-    return str(record.get("id", "?"))[:64]
+def _id_of(record: object) -> str:
+    """How a rejected row is named: its id as Cliniko wrote it, quoted when it is odd."""
+    found = str(record.get("id", "?")) if isinstance(record, dict) else "?"
+    return found if found.isdigit() and len(found) < 20 else csv_rows.excerpt(found)
 
 
 def _tell(progress: Progress | None, path: str, page) -> None:
