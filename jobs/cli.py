@@ -381,7 +381,10 @@ def main() -> None:
         problem.show()
         code = problem.exit_code
     except (click.Abort, KeyboardInterrupt):
-        console.error("interrupted: what was sent is recorded; run the command again to go on")
+        console.error(
+            "interrupted: what was sent is recorded, and an import or sync writes all or "
+            "nothing; run the command again to go on"
+        )
         code = EXIT_FAILED
     except UserError as problem:
         console.error(str(problem))

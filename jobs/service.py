@@ -384,7 +384,7 @@ def _require_cliniko_key(settings: Settings) -> None:
     if settings.sync and settings.sync.cliniko and settings.sync.cliniko.api_key is None:
         raise UserError(
             f"[sync.cliniko] is set but {API_KEY_VARIABLE} is not: give rebook run the key "
-            "(README: Syncing from Cliniko), or remove [sync.cliniko]"
+            "(README: 'Or sync straight from Cliniko'), or remove [sync.cliniko]"
         )
 
 

@@ -67,7 +67,7 @@ def account() -> FakeCliniko:
 
 
 def sync(clinic, fake: FakeCliniko, now: datetime = NOW, extra: str = "", **options):
-    clinic.write_config(cliniko_table("http://cliniko.test/v1", extra))
+    clinic.write_config(cliniko_table("https://cliniko.test/v1", extra))
     settings = load_settings(clinic.config).model_copy()
     cliniko = settings.sync.cliniko.model_copy(update={"api_key": _secret(API_KEY)})
     settings = settings.model_copy(
@@ -355,3 +355,66 @@ def test_a_listing_of_odd_json_is_rejected_row_by_row() -> None:
     for bad in (True, -1, "12a", "1" * 20, None):
         with pytest.raises(ValueError, match="is not a Cliniko id"):
             mapping.cliniko_id(bad, "id")
+
+
+def test_a_forgotten_patient_stays_forgotten_under_a_new_address(sqlite_clinic) -> None:
+    fake = account()
+    sync(sqlite_clinic, fake)
+    assert sqlite_clinic.rebook("forget", "patient1001@example.org", "--yes").code == 0
+    fake.touch("patients", 1001, email="new1001@example.org", updated_at=NOW + DAY)
+    report = sync(sqlite_clinic, fake, now=NOW + 2 * DAY)
+    assert "1001" not in dict(sqlite_clinic.rows(clients, "id", "email"))
+    assert report.clients.forgotten == 1
+
+
+def test_a_changed_consent_rule_reads_everyone_again(sqlite_clinic) -> None:
+    fake = account()
+    sync(sqlite_clinic, fake, extra='consent = "unless-refused"')
+    assert dict(sqlite_clinic.rows(clients, "id", "marketing_consent"))["1002"] is True
+    report = sync(sqlite_clinic, fake, now=NOW + DAY)  # back to the default, "accepted"
+    assert report.full
+    assert dict(sqlite_clinic.rows(clients, "id", "marketing_consent"))["1002"] is False
+
+
+def test_a_sync_that_began_earlier_does_not_write_over_a_later_one(sqlite_clinic) -> None:
+    fake = account()
+    sync(sqlite_clinic, fake, now=NOW)
+    with pytest.raises(ClinikoError, match="a sync that began later"):
+        sync(sqlite_clinic, fake, now=NOW - timedelta(minutes=1), full=True)
+
+
+def test_a_listing_that_never_ends_is_stopped() -> None:
+    from campaigns.cliniko.api import ClinikoApi
+    from campaigns.config import Cliniko
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params.get("page", "1"))
+        more = f"https://api.au1.cliniko.com/v1/patients?page={page + 1}"
+        return httpx.Response(200, json={"patients": [{"id": 1}], "total_entries": 1,
+                                         "links": {"next": more}})  # fmt: skip
+
+    async def walk() -> int:
+        settings = Cliniko(base_url="https://api.au1.cliniko.com/v1", api_key=_secret("k"))
+        transport = httpx.MockTransport(answer)
+        async with ClinikoApi(settings, "t (t@t.example)", transport=transport) as api:
+            return len([page async for page in api.listing("patients")])
+
+    with pytest.raises(ClinikoError, match="offers yet another page"):
+        asyncio.run(walk())
+
+
+def test_the_key_goes_only_over_https_and_is_trimmed(sqlite_clinic) -> None:
+    sqlite_clinic.write_config(cliniko_table("http://api.au2.cliniko.com/v1"))
+    done = sqlite_clinic.rebook("check", env=KEY)
+    assert done.code == 2 and "would cross the network in clear; use https" in done.err
+    sqlite_clinic.write_config(cliniko_table("https://api.au2.cliniko.com/v1"))
+    done = sqlite_clinic.rebook("check", env={"REBOOK_SYNC__CLINIKO__API_KEY": "  "})
+    assert (
+        done.code == 2
+        and "REBOOK_SYNC__CLINIKO__API_KEY (sync.cliniko.api_key): is empty" in done.err
+    )
+    settings = load_settings(sqlite_clinic.config)
+    from campaigns.config import Cliniko
+
+    assert Cliniko(api_key=_secret(' "abc-uk1"\n')).api_url == "https://api.uk1.cliniko.com/v1"
+    assert settings.sync.cliniko.api_key is None

@@ -28,7 +28,8 @@ from campaigns.errors import RebookError, UserError
 
 PER_PAGE = 100  # the most Cliniko gives a page
 AHEAD = 4  # pages asked for before they are read: Cliniko works while rebook reads
-TIMEOUT = 30.0  # seconds for one request
+TIMEOUT = 30.0  # seconds without a byte
+DEADLINE = 120.0  # seconds for one whole answer (a page is ~130 KB)
 RETRY_DELAYS = (1.0, 4.0)  # seconds before the 2nd and 3rd try of a request that failed
 MOST_429 = 5  # "slow down" this many times in a row, and the sync gives up until next time
 LONGEST_WAIT = 300.0  # seconds: a reset further away than this is not waited for
@@ -82,7 +83,7 @@ class ClinikoApi:
         if settings.api_key is None:
             raise ClinikoRefused(
                 f"sync.cliniko: no API key: set {API_KEY_VARIABLE} in rebook's environment "
-                "(README: Syncing from Cliniko)"
+                "(README: 'Or sync straight from Cliniko')"
             )
         self.base = settings.api_url
         self.window = SlidingWindow(settings.rate_limit)
@@ -133,6 +134,11 @@ class ClinikoApi:
         number = 2
         try:
             while link is not None:
+                if number > 2 * last + 10:  # rows are added meanwhile, but not that many
+                    raise ClinikoError(
+                        f"Cliniko's {path}: page {number} offers yet another page, "
+                        f"though the first page announced {page.total} rows"
+                    )
                 while len(ahead) < AHEAD and (number + len(ahead) <= last or not ahead):
                     wanted = number + len(ahead)
                     url = str(httpx.URL(link).copy_set_param("page", str(wanted)))
@@ -167,11 +173,15 @@ class ClinikoApi:
             await self.window.wait()
             self.requests += 1
             try:
-                response = await self.client.get(url, params=params)
+                async with asyncio.timeout(DEADLINE):  # httpx's timeout restarts at each byte
+                    response = await self.client.get(url, params=params)
                 if response.status_code != 429:
                     return _page(response, where)
             except httpx.HTTPError as error:
-                problem = f"{where}: {type(error).__name__}: {error or 'no answer'}"
+                what = f"{type(error).__name__} from {self.base}"
+                problem = f"{where}: {what}: {error or 'no answer'}"
+            except TimeoutError:
+                problem = f"{where}: no whole answer from {self.base} within {DEADLINE:.0f} s"
             except _Retry as error:
                 problem = str(error)
             else:

@@ -57,7 +57,8 @@ def _set(value: object) -> bool:
 
 
 def _text(value: object) -> str:
-    return "" if value is None else str(value).strip()
+    """A text field; anything else (a list, a number, true) is no text at all, not its repr."""
+    return value.strip() if isinstance(value, str) else ""
 
 
 def consents(patient: dict, rule: str) -> bool:

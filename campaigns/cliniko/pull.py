@@ -17,6 +17,7 @@ anyone touching it in Cliniko). A full pull every ``full_every`` catches what
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import tempfile
 import time
@@ -106,8 +107,11 @@ async def sync_cliniko(
 ) -> SyncReport:
     """Pull what changed in Cliniko and write it; on failure raise, having written nothing."""
     cliniko = settings.sync.cliniko
-    mark, last_full = await asyncio.to_thread(_marks, engine)
-    full = full or mark is None or last_full is None or now - last_full >= cliniko.full_every
+    mark, last_full, rules = await asyncio.to_thread(_marks, engine)
+    full = (
+        full or mark is None or last_full is None or now - last_full >= cliniko.full_every
+        or rules != _rules(cliniko)  # a new consent rule or service name applies to everyone
+    )  # fmt: skip
     report = SyncReport(full, None if full else mark - OVERLAP)
     started = time.perf_counter()
     with Staging() as staging:
@@ -122,7 +126,7 @@ async def sync_cliniko(
             report.requests = api.requests
         staging.rewind()
         report.reading = time.perf_counter() - started
-        await asyncio.to_thread(_write, engine, staging, report, now, progress)
+        await asyncio.to_thread(_write, engine, staging, report, now, progress, _rules(cliniko))
         report.writing = time.perf_counter() - started - report.reading
     return report
 
@@ -261,8 +265,13 @@ class Staging:
                 return
 
 
-def _write(engine: Engine, staging: Staging, report: SyncReport, now: datetime, progress) -> None:
-    """Everything staged, in one transaction, with the new marks."""
+def _write(engine: Engine, staging: Staging, report: SyncReport, now: datetime, progress,
+           rules: str) -> None:  # fmt: skip
+    """Everything staged, in one transaction, with the new marks.
+
+    Two syncs may overlap (a slow one by hand, the service's): the one that
+    began earlier holds older data, and must not write over the later one's.
+    """
     with engine.connect() as connection:
         connection = connection.execution_options(sqlite_immediate=True)
         try:
@@ -275,17 +284,33 @@ def _write(engine: Engine, staging: Staging, report: SyncReport, now: datetime, 
             ) from None
         with transaction:
             lock_imports(connection)
+            mark = connection.execute(
+                select(app_state.c.created_at).where(app_state.c.name == _MARK)
+            ).scalar()
+            if mark is not None and mark > now:
+                raise ClinikoError(
+                    f"nothing written: a sync that began later ({mark:%H:%M:%S} UTC) has "
+                    "already written newer data"
+                )
             _write_clients(connection, staging, report, now)
             _write_visits(connection, staging, report, now, progress)
-            _store_marks(connection, now, report.full)
+            _store_marks(connection, now, report.full, rules)
 
 
 def _write_clients(connection: Connection, staging: Staging, report: SyncReport, now) -> None:
-    forgotten = Forgotten.load(connection, "clients")
+    """A forgotten client stays forgotten by address and, unlike a CSV row, by Cliniko's id:
+    the same patient with a new address is still the person who asked to be forgotten."""
+    by_address = Forgotten.load(connection, "clients")
+    by_id = Forgotten.load(connection, "visits")
     writer = TableWriter(connection, "clients", report.clients, now)
     for batch in staging.batches("clients"):
-        if forgotten is not None:
-            kept = {key: record for key, record in batch.items() if not forgotten.address(record)}
+        if by_address is not None or by_id is not None:
+            kept = {
+                key: record
+                for key, record in batch.items()
+                if not (by_address and by_address.address(record))
+                and not (by_id and by_id.client(key))
+            }
             report.clients.forgotten += len(batch) - len(kept)
             batch = kept
         writer.write(list(batch.values()))
@@ -326,22 +351,33 @@ def last_sync(engine: Engine) -> datetime | None:
     return _marks(engine)[0]
 
 
-def _marks(engine: Engine) -> tuple[datetime | None, datetime | None]:
-    query = select(app_state.c.name, app_state.c.created_at).where(
+def _marks(engine: Engine) -> tuple[datetime | None, datetime | None, str | None]:
+    """When the last sync and the last full pull began, and the rules that full pull applied."""
+    query = select(app_state.c.name, app_state.c.created_at, app_state.c.value).where(
         app_state.c.name.in_((_MARK, _FULL))
     )
     with engine.connect() as connection:
-        found = dict(connection.execute(query).all())
-    return found.get(_MARK), found.get(_FULL)
+        found = {name: (at, value) for name, at, value in connection.execute(query).all()}
+    full_at, rules = found.get(_FULL, (None, None))
+    return found.get(_MARK, (None, None))[0], full_at, rules
 
 
-def _store_marks(connection: Connection, now: datetime, full: bool) -> None:
-    for name in (_MARK, _FULL) if full else (_MARK,):
+def _rules(cliniko) -> str:
+    """What decides a row's content besides Cliniko: a change means every row is read again."""
+    return json.dumps(
+        {"consent": cliniko.consent, "services": cliniko.services, "url": cliniko.api_url},
+        sort_keys=True,
+    )
+
+
+def _store_marks(connection: Connection, now: datetime, full: bool, rules: str) -> None:
+    values = {_MARK: now.isoformat(), **({_FULL: rules} if full else {})}
+    for name, value in values.items():
         statement = insert_for(connection.dialect.name, app_state).values(
-            name=name, value=now.isoformat(), created_at=now
+            name=name, value=value, created_at=now
         )
         connection.execute(
             statement.on_conflict_do_update(
-                index_elements=["name"], set_={"value": now.isoformat(), "created_at": now}
+                index_elements=["name"], set_={"value": value, "created_at": now}
             )
         )

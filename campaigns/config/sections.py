@@ -290,7 +290,7 @@ class Cliniko(Section):
     """
 
     shard: str | None = None  # au1, uk1…: the end of the API key, unless written here
-    base_url: Url | None = None  # instead of the shard's https://api.SHARD.cliniko.com/v1
+    base_url: str | None = None  # instead of the shard's https://api.SHARD.cliniko.com/v1
     api_key: SecretStr | None = None
     every: Duration = timedelta(minutes=15)
     full_every: Duration = timedelta(days=7)  # a full pull catches what updated_at never showed
@@ -308,6 +308,34 @@ class Cliniko(Section):
                 f"got {shard!r}"
             )
         return None if shard is None else shard.lower()
+
+    @field_validator("base_url")
+    @classmethod
+    def _api_address(cls, value: str | None) -> str | None:
+        """The key goes with every request: only over HTTPS, except to this machine (a test)."""
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.query:
+            example = "'https://api.au1.cliniko.com/v1'"
+            raise ValueError(f"expected Cliniko's API address like {example}, got {value!r}")
+        if parts.scheme != "https" and not local:
+            raise ValueError(f"{value!r}: the API key would cross the network in clear; use https")
+        if parts.username or parts.password:
+            raise ValueError("the key comes from REBOOK_SYNC__CLINIKO__API_KEY, not the address")
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, key: SecretStr | None) -> SecretStr | None:
+        """Spaces or quotes around it (an env file's habit) would be sent and refused."""
+        if key is None:
+            return None
+        text = key.get_secret_value().strip().strip("'\"").strip()
+        if not text:
+            raise ValueError("is empty: paste the key made in Cliniko (My Info, Manage API keys)")
+        return SecretStr(text)
 
     @field_validator("user_agent")
     @classmethod
