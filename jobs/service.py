@@ -30,7 +30,7 @@ from campaigns.durations import format_duration
 from campaigns.errors import UserError
 from campaigns.store import presence as presence_of
 from jobs.logs import LOGGER, event
-from jobs.syncing import keep_cliniko_in_sync, keep_in_sync
+from jobs.syncing import keep_cliniko_in_sync, keep_in_sync, require_cliniko_key
 from jobs.systemd import notify
 from jobs.web import start_web
 
@@ -59,7 +59,7 @@ class Service:
 
         self.config_path, self.clock = config_path, clock
         self.settings: Settings = load_settings(config_path)
-        _require_cliniko_key(self.settings)
+        require_cliniko_key(self.settings)
         self.engine = open_database(self.settings.database)
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()  # something was queued or deferred: look again now
@@ -374,17 +374,6 @@ class Service:
     def _keep_cliniko_in_sync(self):
         return keep_cliniko_in_sync(
             self.engine, lambda: self.settings, self.clock, self.stop, self.wake
-        )
-
-
-def _require_cliniko_key(settings: Settings) -> None:
-    """A service told to sync from Cliniko without a key would only fail every 15 minutes."""
-    from campaigns.config import API_KEY_VARIABLE
-
-    if settings.sync and settings.sync.cliniko and settings.sync.cliniko.api_key is None:
-        raise UserError(
-            f"[sync.cliniko] is set but {API_KEY_VARIABLE} is not: give rebook run the key "
-            "(README: 'Or sync straight from Cliniko'), or remove [sync.cliniko]"
         )
 
 

@@ -97,3 +97,15 @@ def _log_cliniko(report) -> None:
         event(log, "cliniko left out", patients_without_email=report.no_email,
               appointments_of_absent_patients=report.left_out,
               deleted_patients_withdrawn=report.withdrawn)  # fmt: skip
+
+
+def require_cliniko_key(settings) -> None:
+    """A service told to sync from Cliniko without a key would only fail every 15 minutes."""
+    from campaigns.config import API_KEY_VARIABLE
+    from campaigns.errors import UserError
+
+    if settings.sync and settings.sync.cliniko and settings.sync.cliniko.api_key is None:
+        raise UserError(
+            f"[sync.cliniko] is set but {API_KEY_VARIABLE} is not: give rebook run the key "
+            "(README: 'Or sync straight from Cliniko'), or remove [sync.cliniko]"
+        )

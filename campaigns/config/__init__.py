@@ -34,7 +34,6 @@ from campaigns.config.report import (
 from campaigns.config.sections import (
     Campaign,
     Clinic,
-    Cliniko,
     Database,
     Dkim,
     Mail,
@@ -44,9 +43,9 @@ from campaigns.config.sections import (
     Services,
     ServiceSection,
     Smtp,
-    Sync,
     Web,
 )
+from campaigns.config.sync import Cliniko, Sync
 from campaigns.config.values import Name
 from campaigns.errors import ConfigError
 
