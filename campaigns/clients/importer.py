@@ -17,7 +17,7 @@ writes themselves, so two imports started together each report what they did.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -103,7 +103,9 @@ def import_file(
     report = ImportReport(kind, path, dry_run=dry_run)
     with engine.connect() as connection:
         connection = connection.execution_options(sqlite_immediate=True)
-        transaction = _begin(connection, path)
+        transaction = begin_import(
+            connection, lambda why: CsvError(path, f"nothing imported: {why}")
+        )
         try:
             lock_imports(connection)
             _import_rows(connection, report, clinic_zone, now, progress)
@@ -131,17 +133,20 @@ def lock_imports(connection: Connection) -> None:
         connection.execute(text(f"SELECT pg_advisory_xact_lock({_PG_IMPORT_LOCK})"))
 
 
-def _begin(connection: Connection, path: Path):
-    """The import's transaction; on SQLite it waits for the write lock, for a while only."""
+def begin_import(connection: Connection, failure: Callable[[str], Exception]):
+    """A writing transaction; on SQLite it waits for the write lock, for a while only.
+
+    ``failure(why)`` is what to raise when the lock never came: an import
+    names its file, a sync its source.
+    """
     try:
         return connection.begin()
     except OperationalError as error:
         if "locked" not in str(error.orig):
             raise
-        raise CsvError(
-            path,
-            f"nothing imported: the database stayed locked for {BUSY_TIMEOUT_MS // 1000} s "
-            "(another rebook import or send is writing to it); try again when it has finished",
+        raise failure(
+            f"the database stayed locked for {BUSY_TIMEOUT_MS // 1000} s "
+            "(another rebook import or send is writing to it); try again when it has finished"
         ) from None
 
 

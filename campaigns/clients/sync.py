@@ -24,7 +24,7 @@ from campaigns.config import Settings
 from campaigns.errors import CsvError
 from campaigns.store.database import write_transaction
 from campaigns.store.tables import app_state
-from campaigns.store.upsert import insert_for
+from campaigns.store.upsert import set_state
 
 KINDS = ("clients", "visits")  # in this order: a visit needs its client
 
@@ -91,11 +91,5 @@ def _stored(engine: Engine, kind: str) -> str | None:
 
 
 def _store(engine: Engine, kind: str, value: str, now: datetime) -> None:
-    statement = insert_for(engine.dialect.name, app_state).values(
-        name=f"sync:{kind}", value=value, created_at=now
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=["name"], set_={"value": value, "created_at": now}
-    )
     with write_transaction(engine) as connection:
-        connection.execute(statement)
+        set_state(connection, f"sync:{kind}", value, now)

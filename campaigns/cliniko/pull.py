@@ -28,16 +28,21 @@ from datetime import datetime, timedelta
 import httpx
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
 
 from campaigns.clients import csv_rows
-from campaigns.clients.importer import BATCH_ROWS, Forgotten, ImportReport, lock_imports
+from campaigns.clients.importer import (
+    BATCH_ROWS,
+    Forgotten,
+    ImportReport,
+    begin_import,
+    lock_imports,
+)
 from campaigns.clients.writer import TableWriter, client_ids
 from campaigns.cliniko import mapping
 from campaigns.cliniko.api import ClinikoApi, ClinikoError
 from campaigns.config import Settings
 from campaigns.store.tables import app_state, clients
-from campaigns.store.upsert import insert_for
+from campaigns.store.upsert import set_state
 
 OVERLAP = timedelta(minutes=10)
 _MARK, _FULL = "cliniko:mark", "cliniko:full"  # app_state: when the last sync / full pull began
@@ -274,14 +279,7 @@ def _write(engine: Engine, staging: Staging, report: SyncReport, now: datetime, 
     """
     with engine.connect() as connection:
         connection = connection.execution_options(sqlite_immediate=True)
-        try:
-            transaction = connection.begin()
-        except OperationalError as error:
-            if "locked" not in str(error.orig):
-                raise
-            raise ClinikoError(
-                "nothing written: the database stayed locked (another import or send was writing)"
-            ) from None
+        transaction = begin_import(connection, lambda why: ClinikoError(f"nothing written: {why}"))
         with transaction:
             lock_imports(connection)
             mark = connection.execute(
@@ -331,11 +329,11 @@ def _write_visits(connection: Connection, staging: Staging, report, now, progres
     writer = TableWriter(connection, "visits", report.visits, now)
     done, total = 0, staging.counts["visits"]
     for batch in staging.batches("visits"):
-        kept = [record for record in batch.values() if record["client_id"] in known]
+        kept = []
         for record in batch.values():
             if record["client_id"] in known:
-                continue
-            if forgotten is not None and forgotten.client(record["client_id"]):
+                kept.append(record)
+            elif forgotten is not None and forgotten.client(record["client_id"]):
                 report.visits.forgotten += 1
             else:
                 report.left_out += 1
@@ -371,13 +369,6 @@ def _rules(cliniko) -> str:
 
 
 def _store_marks(connection: Connection, now: datetime, full: bool, rules: str) -> None:
-    values = {_MARK: now.isoformat(), **({_FULL: rules} if full else {})}
-    for name, value in values.items():
-        statement = insert_for(connection.dialect.name, app_state).values(
-            name=name, value=value, created_at=now
-        )
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=["name"], set_={"value": value, "created_at": now}
-            )
-        )
+    set_state(connection, _MARK, now.isoformat(), now)
+    if full:
+        set_state(connection, _FULL, rules, now)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from campaigns.store.tables import app_state
 
 
 def insert_for(dialect_name: str, table: Table):
@@ -11,3 +16,15 @@ def insert_for(dialect_name: str, table: Table):
     if dialect_name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def set_state(connection: Connection, name: str, value: str, at: datetime) -> None:
+    """Write one ``app_state`` row (a mark, a fingerprint), its time ``at``, new or replacing."""
+    statement = insert_for(connection.dialect.name, app_state).values(
+        name=name, value=value, created_at=at
+    )
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[app_state.c.name], set_={"value": value, "created_at": at}
+        )
+    )
