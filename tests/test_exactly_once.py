@@ -61,3 +61,36 @@ def test_after_kill_9_a_rerun_delivers_the_rest_and_repeats_at_most_the_in_fligh
         assert len(ids) == 1
     assert "recovered" in out
     assert {row.status for row in ledger(engine, "book").values()} == {"sent"}
+
+
+def test_a_worker_taken_for_dead_cannot_send_the_rows_another_worker_took_over(clinic):
+    """After a database outage every heartbeat is old: a live worker may be taken for dead.
+
+    Its rows go back to the queue and another worker claims them; when the
+    first one tries to start them, the ledger refuses: nobody gets two.
+    """
+    from datetime import timedelta
+
+    from campaigns.delivery.ledger import Ledger
+    from campaigns.delivery.pipeline import CampaignRun
+
+    from .test_delivery import NOW
+
+    settings, engine = clinic_with(clinic, 25)
+    first = CampaignRun(engine, settings, "book", lambda: NOW)
+    first.enqueue()
+    silent = first.ledger
+    silent.register(NOW)
+    theirs = [claimed.id for claimed in silent.claim(10, NOW)]
+    later = NOW + timedelta(minutes=2)  # no heartbeat for two minutes: taken for dead
+    other = Ledger(engine, "book", "waso.example")
+    other.register(later)
+    assert other.recover(later) == 3
+    taken = [claimed.id for claimed in other.claim(10, later)]
+    assert sorted(taken) == sorted(theirs)
+    assert silent.commit(theirs, [], later) == set(theirs)  # refused: no longer its rows
+    assert other.commit(taken, [], later) == set()
+    statuses = {row.status for row in ledger(engine, "book").values()}
+    assert statuses == {"sending"}
+    silent.close()
+    other.close()

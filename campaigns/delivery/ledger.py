@@ -95,11 +95,16 @@ _VISIT_GONE = sends.c.key.like(VISIT_KEY + "%") & not_(
 # would have one, and it must not leave either.
 _FORGOTTEN = exists().where(forgotten.c.hash == bindparam("address_hash"))
 
+# Still this worker's claim: after a database outage another worker may have
+# found this one silent, given its rows back to the queue and claimed them.
+_MINE = (sends.c.worker == bindparam("owner")) & (sends.c.status == literal_column("'claimed'"))
+
 # Built once: a run executes these for every message.
 _START = (
     update(sends)
     .where(
         sends.c.id == bindparam("row_id"),
+        _MINE,
         not_(_CONSENT_GONE),
         not_(_BARRED),
         not_(_VISIT_GONE),
@@ -109,7 +114,7 @@ _START = (
 )
 _SKIP = (
     update(sends)
-    .where(sends.c.id == bindparam("row_id"), sends.c.status == "claimed")
+    .where(sends.c.id == bindparam("row_id"), _MINE)
     .values(
         status="skipped",
         last_reply=case(
@@ -122,7 +127,7 @@ _SKIP = (
     )
 )
 _ROW = select(sends.c.id).where(sends.c.id == bindparam("row_id"))
-_SENDING = _ROW.where(sends.c.status == "sending")
+_SENDING = _ROW.where(sends.c.status == "sending", sends.c.worker == bindparam("owner"))
 _RECORD = (
     update(sends)
     .where(sends.c.id == bindparam("row_id"))
@@ -255,7 +260,7 @@ class Ledger:
                 self._record(cursor, results, now)
             if starting:
                 rows = [{"row_id": i, "address_hash": self._hashes.pop(i, "")} for i in starting]
-                self._prepared(_START).run(cursor, rows, stamp=now)
+                self._prepared(_START).run(cursor, rows, stamp=now, owner=self.worker)
                 if cursor.rowcount != len(starting):
                     barred = self._skip(cursor, starting, now)
         return barred
@@ -263,19 +268,20 @@ class Ledger:
     def _skip(self, cursor, starting: list[int], now: datetime) -> set[int]:
         """Record the rows that were not started as skipped, with the reason.
 
-        Returns every row that did not start, including one that is gone (a
-        forgotten client's): only a row now ``sending`` may leave.
+        Returns every row that did not start: skipped, gone (a forgotten
+        client's), or no longer this worker's. Only a row now ``sending`` for
+        this worker may leave.
         """
         barred = set()
         for row_id in starting:
-            self._prepared(_SKIP).run(cursor, [{"row_id": row_id}], stamp=now)
-            if cursor.rowcount or not self._found(cursor, _SENDING, row_id):
+            self._prepared(_SKIP).run(cursor, [{"row_id": row_id}], stamp=now, owner=self.worker)
+            if cursor.rowcount or not self._found(cursor, _SENDING, row_id, owner=self.worker):
                 barred.add(row_id)
         return barred
 
-    def _found(self, cursor, query, row_id: int) -> bool:
+    def _found(self, cursor, query, row_id: int, **constants) -> bool:
         prepared = self._prepared(query)
-        cursor.execute(prepared.sql, prepared.rows([{"row_id": row_id}])[0])
+        cursor.execute(prepared.sql, prepared.rows([{"row_id": row_id}], **constants)[0])
         return cursor.fetchone() is not None
 
     def _prepared(self, statement) -> PreparedStatement:
@@ -324,7 +330,11 @@ class Ledger:
             with self.writing() as connection, connection.begin():
                 connection.execute(
                     update(sends)
-                    .where(sends.c.id.in_(ids), sends.c.status == "claimed")
+                    .where(
+                        sends.c.id.in_(ids),
+                        sends.c.status == "claimed",
+                        sends.c.worker == self.worker,
+                    )
                     .values(status="queued", worker=None, updated_at=now)
                 )
 

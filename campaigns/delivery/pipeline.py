@@ -10,6 +10,7 @@ message's start committed before it leaves (``campaigns.delivery.committer``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -264,9 +265,17 @@ class CampaignRun:
         return self.stop is not None and self.stop.is_set()
 
     async def _heartbeat(self) -> None:
+        """Say this worker is alive; through a database outage, keep trying.
+
+        A heartbeat that stopped at the first error would leave a live worker
+        looking dead once the database is back: its claimed rows would be given
+        to others (the ledger's start refuses them to it then, so nothing is
+        sent twice, but the run would have done its work for nothing).
+        """
         while True:
             await asyncio.sleep(HEARTBEAT_EVERY.total_seconds())
-            self.ledger.heartbeat(self.clock())
+            with contextlib.suppress(Exception):  # the run's own writes say what is wrong
+                self.ledger.heartbeat(self.clock())
 
     async def _rate(self, transport: Transport) -> None:
         """Workers come and go: look again every ``RATE_SHARE_EVERY`` seconds."""
@@ -285,7 +294,9 @@ class CampaignRun:
         status, retry, reply = outcome.status, None, outcome.reply
         if status == "deferred":
             retry = retry_at(self.settings, attempts, self.clock())
-            if retry is None:
+            if retry is None and outcome.ours:  # rebook's trouble: the next run tries again
+                status, reply = "error", f"not sent after {attempts} attempts: {reply}"
+            elif retry is None:
                 status, reply = "failed", f"gave up after {attempts} attempts: {reply}"
         self.report.outcomes[status] += 1
         if status == "failed":

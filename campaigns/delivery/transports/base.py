@@ -29,6 +29,9 @@ class Outcome:
     status: Literal["sent", "deferred", "failed", "error"]  # error: rebook's own, see ledger
     reply: str
     hard_bounce: bool = False  # the recipient address itself was refused (550/551/553)
+    # The trouble is rebook's or its relay's (a full disk, the relay down, a dropped
+    # connection), never the recipient's: retried, it never spends the ledger's key.
+    ours: bool = False
 
 
 class Transport(Protocol):

@@ -30,8 +30,10 @@ class MaildirTransport:
         assert self._box is not None, "open() first"
         try:
             key = self._box.add(message.data)
-        except OSError as error:
-            return Outcome("deferred", f"maildir: {error}")
+        except OSError as error:  # a full disk, a folder made read-only: never the client's
+            reason = error.strerror or str(error)
+            return Outcome("deferred", f"maildir: cannot write to {self.folder}: {reason}",
+                           ours=True)  # fmt: skip
         return Outcome("sent", f"maildir: {key}")
 
     async def close(self) -> None:

@@ -2,7 +2,10 @@
 
 aiosmtplib raises one family of exceptions for every reply; what matters to
 the ledger is the code and the stage: 2xx sent; 4xx (or a dropped
-connection, or a timeout) deferred for a retry; 550/551/553 to RCPT a hard
+connection, or a timeout) deferred for a retry (a dropped connection, a
+timeout, a 421 or a 4xx to the sender are the relay's trouble, not the
+recipient's: retried until ``max_attempts``, then an ``error`` the next run
+tries again, never a failure that spends the key); 550/551/553 to RCPT a hard
 bounce (the address is suppressed); any other 5xx to RCPT or DATA failed for
 that message only. A refusal of the sender or of the login (MAIL FROM, AUTH:
 530, 535, 550 "sender not allowed") is rebook's own configuration, not the
@@ -55,23 +58,26 @@ def classify(error: BaseException) -> tuple[Outcome, bool]:
         return Outcome("error", f"the relay's TLS certificate was refused: {problem}"), True
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused) and error.recipients:
         refused = error.recipients[0]
-        return _by_code(refused.code, refused.message, recipient=True), False
+        closing = refused.code == 421  # the relay itself is going away, whatever the address
+        return _by_code(refused.code, refused.message, recipient=True, ours=closing), closing
     if isinstance(error, aiosmtplib.SMTPSenderRefused | aiosmtplib.SMTPAuthenticationError):
         return _by_code(error.code, error.message, ours=True), error.code == 421
     if isinstance(error, aiosmtplib.SMTPResponseException):
-        return _by_code(error.code, error.message), error.code == 421
+        return _by_code(error.code, error.message, ours=error.code == 421), error.code == 421
     if isinstance(error, aiosmtplib.SMTPNotSupported):  # a UTF-8 address, a relay without SMTPUTF8
         return Outcome("failed", f"the relay cannot take this address: {error}"), False
     if isinstance(error, _CONNECTION_LOST):
-        return Outcome("deferred", f"connection lost: {type(error).__name__}: {error}"), True
+        reply = f"connection lost: {type(error).__name__}: {error}"
+        return Outcome("deferred", reply, ours=True), True
     return Outcome("error", f"not sent: {type(error).__name__}: {error}"), True
 
 
 def _by_code(code: int, message: str, *, recipient: bool = False, ours: bool = False) -> Outcome:
+    """``ours``: the reply is about rebook's sender, login or the relay itself (421)."""
     reply = f"{code} {message}".strip()
     if 400 <= code < 500:
-        return Outcome("deferred", reply)
-    if ours:
+        return Outcome("deferred", reply, ours=ours)
+    if ours and not recipient:
         return Outcome("error", f"the relay refused rebook's sender or login: {reply}")
     return Outcome("failed", reply, hard_bounce=recipient and code in BOUNCE_CODES)
 
