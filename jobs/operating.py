@@ -59,7 +59,9 @@ def _services_line(seen, now: datetime, zone) -> str:
         where = ", ".join(
             f"pid {p.pid} on {p.host} since {shown(p.started_at, zone)}" for p in running
         )
-        return f"rebook run: running ({where})"
+        failing = [f"\n  FAILING in pid {p.pid}: {loop}: {reason} (it keeps trying)"
+                   for p in running for loop, reason in p.troubles.items()]  # fmt: skip
+        return f"rebook run: running ({where})" + "".join(failing)
     wait = "scheduled runs wait until it starts"
     if seen:
         last = seen[0]
@@ -72,8 +74,8 @@ def _services_line(seen, now: datetime, zone) -> str:
 
 def _services_json(seen, now: datetime, zone) -> list[dict]:
     return [{"host": p.host, "pid": p.pid, "running": p.running(now),
-             "started_at": _iso(p.started_at, zone), "seen_at": _iso(p.seen_at, zone)}
-            for p in seen]  # fmt: skip
+             "started_at": _iso(p.started_at, zone), "seen_at": _iso(p.seen_at, zone),
+             "failing": p.troubles} for p in seen]  # fmt: skip
 
 
 def _print_status(report, zone) -> None:

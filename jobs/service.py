@@ -4,21 +4,27 @@ The scheduler proposes, the database decides. Every worker computes each
 campaign's next time (``campaigns.timing``: once per local date and time,
 whatever the clocks do) and keeps one APScheduler job per campaign for it;
 when it fires, the worker whose ``runs`` row is inserted first runs the
-campaign, and the others help deliver what it enqueued. Between runs the
-service wakes when the earliest deferred message is due, and at least every
-``PICKUP_EVERY`` to help with work other workers queued.
+campaign, and the others help deliver what it enqueued (``jobs.running``).
+Between runs the service wakes when the earliest deferred or held message is
+due, and at least every ``PICKUP_EVERY`` to help with work other workers
+queued.
+
+Every background loop (the queue, ``[sync]`` files, Cliniko, presence) goes
+on through any trouble (``jobs.loops``): a database outage is logged once,
+retried with a growing wait, and its end logged; ``/healthz`` and ``status``
+say what is failing meanwhile.
 
 Stopping is a designed state: SIGTERM or Ctrl-C sets ``stop``; running
 campaigns claim nothing more, messages already leaving finish within
-``STOP_TIMEOUT``, and the process exits 0. A second Ctrl-C stops at once
-(the ledger makes that safe). SIGHUP re-reads the config; a bad one is
-logged and the old one kept.
+``STOP_TIMEOUT``, an import of ``[sync]`` files under way finishes and is
+logged, and the process exits 0. A second Ctrl-C stops at once (the ledger
+makes that safe). SIGHUP re-reads the config; a bad one is logged and the
+old one kept; a campaign it disables or removes stops claiming at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Callable
@@ -26,22 +32,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from campaigns.config import Settings, load_settings
-from campaigns.durations import format_duration
 from campaigns.errors import UserError
 from campaigns.store import presence as presence_of
 from jobs.logs import LOGGER, event
-from jobs.syncing import keep_cliniko_in_sync, keep_in_sync, require_cliniko_key
+from jobs.loops import Troubles, keep_going
+from jobs.running import Runs
+from jobs.syncing import cliniko_round, files_round, require_cliniko_key
 from jobs.systemd import notify
 from jobs.web import start_web
 
-STOP_TIMEOUT = 30.0  # seconds in-flight SMTP transactions get to finish after SIGTERM
 PICKUP_EVERY = timedelta(minutes=1)  # the longest the service sleeps between looks at the queue
-STOPPED_SHORT = (
-    "stopped before it finished: the service was stopped at once; "
-    "what it had not sent goes when rebook run starts again"
-)
-HELP_WAIT = 30.0  # seconds a worker that lost a run looks for what the winner enqueues
-HELP_POLL = 0.5  # seconds between those looks
+DELIVERY = "delivery of "  # + a campaign: the name of its trouble, should its delivery fail
 
 log = logging.getLogger(LOGGER)
 Clock = Callable[[], datetime]
@@ -63,10 +64,11 @@ class Service:
         self.engine = open_database(self.settings.database)
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()  # something was queued or deferred: look again now
-        self.tasks: set[asyncio.Task] = set()
-        self.active: set[str] = set()  # campaigns this process is delivering now
-        self.syncing: asyncio.Task | None = None
-        self.cliniko: asyncio.Task | None = None
+        self.troubles_changed = asyncio.Event()  # status should hear of it now, not in 15 s
+        self.troubles = Troubles(clock, self._troubles_changed)
+        self.runs = Runs(self.engine, lambda: self.settings, clock, self.troubles)
+        self.loops: dict[str, asyncio.Task] = {}
+        self.importing = False  # a round of the [sync] files is under way
         self.scheduler = None
 
     # -- the process ---------------------------------------------------------------
@@ -78,27 +80,22 @@ class Service:
         self.scheduler = AsyncIOScheduler(timezone=self.settings.clinic.timezone)
         self.scheduler.start()
         self._schedule_all(starting=True)
-        pickup = asyncio.create_task(self._pickup())
-        presence = asyncio.create_task(self._stay_present())
-        self.syncing = asyncio.create_task(self._keep_in_sync())
-        self.cliniko = asyncio.create_task(self._keep_cliniko_in_sync())
+        self._start_loops()
         web, serving = await start_web(self.engine, self.settings, self.clock)
         notify("READY=1")
         event(log, "service started", campaigns=len(self._scheduled()), worker=_worker())
         await self.stop.wait()
         notify("STOPPING=1")
-        event(log, "stopping", running=len(self.tasks))
+        event(log, "stopping", running=len(self.runs.tasks))
         self.scheduler.pause()  # no new runs; the ones going finish their messages
-        pickup.cancel()
-        presence.cancel()
-        self.syncing.cancel()
-        self.cliniko.cancel()  # a pull cut short writes nothing
-        await self._finish_running()
+        self.runs.stop_all()
+        await self._stop_loops()
+        await self.runs.finish()
         if web is not None:
             web.should_exit = True
             await serving
         self.scheduler.shutdown(wait=False)
-        await asyncio.to_thread(presence_of.withdraw, self.engine, presence_of.this_service())
+        await asyncio.to_thread(self._withdraw)
         self.engine.dispose()
         event(log, "stopped")
         return 0
@@ -111,21 +108,15 @@ class Service:
     def _on_stop_signal(self) -> None:
         if self.stop.is_set():  # the second one: stop at once
             event(log, "stopping now", level=logging.WARNING)
-            for task in self.tasks:
-                task.cancel()
+            self.runs.cancel_all()
             return
         self.stop.set()
 
-    async def _finish_running(self) -> None:
-        if not self.tasks:
-            return
-        _, pending = await asyncio.wait(self.tasks, timeout=STOP_TIMEOUT)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
-            event(log, "stopped runs that did not finish in time", level=logging.WARNING,
-                  runs=len(pending), timeout_s=STOP_TIMEOUT)  # fmt: skip
+    def _withdraw(self) -> None:
+        try:
+            presence_of.withdraw(self.engine, presence_of.this_service())
+        except Exception:  # unreachable: status will say "stopped without saying so"
+            event(log, "could not record that the service stopped", level=logging.WARNING)
 
     def reload(self) -> None:
         """SIGHUP: the new config if it is valid, else the old one and the reason in the log.
@@ -147,12 +138,124 @@ class Service:
             event(log, "config not reloaded", level=logging.ERROR, reason=reason)
             return
         self.settings = settings
-        if self.syncing is None or self.syncing.done():  # [sync] may be new
-            self.syncing = asyncio.create_task(self._keep_in_sync())
-        if self.cliniko is None or self.cliniko.done():
-            self.cliniko = asyncio.create_task(self._keep_cliniko_in_sync())
+        self.runs.stop_unwanted(settings)
+        self._start_loops()  # [sync] or [sync.cliniko] may be new
         self._schedule_all(starting=False)
         event(log, "config reloaded", campaigns=len(self._scheduled()))
+
+    # -- the loops -------------------------------------------------------------------
+
+    def _start_loops(self) -> None:
+        """Start each loop not running: a loop whose section is removed ends on its own."""
+        rounds = {
+            "queue": (self._pickup_round, self.wake),
+            "presence": (self._presence_round(), self.troubles_changed),
+            "sync": (self._files_round(), None),
+            "cliniko": (cliniko_round(self.engine, lambda: self.settings, self.clock, self.wake),
+                        None),
+        }  # fmt: skip
+        for name, (one_round, wake) in rounds.items():
+            if name not in self.loops or self.loops[name].done():
+                self.loops[name] = asyncio.create_task(
+                    keep_going(name, one_round, self.troubles, self.stop, wake)
+                )
+
+    async def _stop_loops(self) -> None:
+        """The loops see ``stop`` and end after their round; Cliniko's reading is cut short.
+
+        An import of ``[sync]`` files under way runs in a thread that nothing
+        can stop: the service waits for it, so it is logged (it commits
+        whole, or not at all). A Cliniko pull cut short while reading writes
+        nothing; one already writing finishes and is logged the same way.
+        """
+        cliniko = self.loops.get("cliniko")
+        if cliniko is not None:
+            cliniko.cancel()
+        for name in ("queue", "presence"):
+            if name in self.loops:
+                self.loops[name].cancel()
+        if self.importing:
+            event(log, "stopping: waiting for the import of [sync] files under way to finish")
+        await asyncio.gather(*self.loops.values(), return_exceptions=True)
+
+    def _files_round(self):
+        """The ``[sync]`` files' round, noting while it works (a stop then waits for it)."""
+        one_round = files_round(self.engine, lambda: self.settings, self.clock, self.wake)
+
+        async def noted() -> float | None:
+            self.importing = True
+            try:
+                return await one_round()
+            finally:
+                self.importing = False
+
+        return noted
+
+    async def _pickup_round(self) -> float:
+        """Retries when due, and work other workers queued: wake at the earliest due time.
+
+        The earliest time is read *after* delivering, since delivering defers
+        messages again (a retry answered 451 once more), and ``keep_going``
+        clears ``wake`` before this round reads the queue, so a wake set while
+        it delivers is never lost.
+        """
+        from campaigns.delivery.ledger import due_campaigns, next_due
+        from campaigns.delivery.recovery import recover_orphans
+
+        recovered = await asyncio.to_thread(recover_orphans, self.engine, self.clock())
+        if recovered:
+            event(log, "recovered messages a stopped worker left", messages=recovered)
+        due = await asyncio.to_thread(self._read, due_campaigns)
+        for name in self.troubles.now():  # sent meanwhile by a run: nothing is failing now
+            if name.startswith(DELIVERY) and name.removeprefix(DELIVERY) not in due:
+                self.troubles.recovered(name)
+        for name in due:
+            campaign = self.settings.campaigns.get(name)
+            wanted = campaign is not None and campaign.enabled and not self.runs.active(name)
+            if wanted and not self.stop.is_set():
+                await self._deliver(name)
+        upcoming = await asyncio.to_thread(self._read, next_due)
+        wait = PICKUP_EVERY.total_seconds()
+        if upcoming is not None:
+            wait = min(wait, max(0.0, (upcoming - self.clock()).total_seconds()))
+        return wait
+
+    async def _deliver(self, name: str) -> None:
+        """One campaign's waiting messages; its trouble is its own, the others go on."""
+        trouble = f"{DELIVERY}{name}"
+        try:
+            await self.runs.track(name, lambda stop: self.runs.deliver(name, stop))
+        except Exception as error:
+            self.troubles.failed(trouble, error)
+        else:
+            self.troubles.recovered(trouble)
+
+    def _troubles_changed(self, loop: str) -> None:
+        if loop != "presence":  # its own trouble would only wake it to fail again
+            self.troubles_changed.set()
+
+    def _read(self, query):
+        with self.engine.connect() as connection:
+            return query(connection, self.clock())
+
+    def _presence_round(self):
+        """Tell ``rebook status`` this service is up, and what is failing, every ``SEEN_EVERY``."""
+        name, started = presence_of.this_service(), self.clock()
+        cleared = False
+
+        async def one_round() -> float:
+            nonlocal cleared
+            if not cleared:
+                await asyncio.to_thread(presence_of.clear_the_dead, self.engine)
+                cleared = True
+            troubles = self.troubles.now()
+            troubles.pop("presence", None)  # written now: it works
+            await asyncio.to_thread(
+                presence_of.announce, self.engine, name, started, self.clock(), troubles
+            )
+            return presence_of.SEEN_EVERY.total_seconds()
+
+        return one_round
 
     # -- scheduling ------------------------------------------------------------------
 
@@ -164,16 +267,18 @@ class Service:
         }
 
     def _schedule_all(self, *, starting: bool) -> None:
+        """One job per scheduled campaign; at start, the runs missed while stopped too."""
         from campaigns.delivery.runs import last_runs
 
         self.scheduler.remove_all_jobs()
-        with self.engine.connect() as connection:
-            last = last_runs(connection)
+        last = {}
+        if starting:  # a reload needs no database: it may come during an outage
+            with self.engine.connect() as connection:
+                last = last_runs(connection)
         now = self.clock()
         for name, campaign in self._scheduled().items():
-            previous = last.get(name)
             if starting:
-                self._catch_up(name, campaign.schedule, previous, now)
+                self._catch_up(name, campaign.schedule, last.get(name), now)
             self._plan(name, self._next_time(campaign.schedule, now))
 
     def _catch_up(self, name: str, schedule, previous, now: datetime) -> None:
@@ -193,17 +298,7 @@ class Service:
                   scheduled_for=self._local(result.run), missed=result.missed)  # fmt: skip
             self._plan(name, result.run, now=now)
         elif result.skipped is not None:
-            self._skip(name, result.skipped, now)
-
-    def _skip(self, name: str, scheduled_for: datetime, now: datetime) -> None:
-        from campaigns.delivery.runs import skip_run
-
-        catch_up = format_duration(self.settings.service.catch_up)
-        reason = f"missed while rebook was stopped, more than catch_up = {catch_up} ago"
-        if skip_run(self.engine, name, scheduled_for, now, reason):
-            event(log, "missed run skipped", level=logging.WARNING, campaign=name,
-                  scheduled_for=self._local(scheduled_for),
-                  reason="older than [service] catch_up")  # fmt: skip
+            self.runs.skip(name, result.skipped)
 
     def _next_time(self, schedule, now: datetime) -> datetime:
         from campaigns import timing
@@ -215,7 +310,7 @@ class Service:
 
         ``misfire_grace_time=None``: a job late for any reason (a busy loop,
         a suspended machine) still fires; whether it is too late is rebook's
-        rule (``[service] catch_up``), decided in ``_fire`` with the runs
+        rule (``[service] catch_up``), decided by the run with the runs
         table, not the scheduler's silent default of one second.
         ``coalesce=True``: should the scheduler ever find several due times
         of one job, it runs it once.
@@ -241,148 +336,15 @@ class Service:
             self._plan(name, scheduled_for)
             return
         self._plan(name, self._next_time(campaign.schedule, scheduled_for))
-        if name in self.active:  # runs longer than its schedule: one at a time per worker
+        if self.runs.active(name):  # runs longer than its schedule: one at a time per worker
             event(log, "run skipped: the previous run is still going", level=logging.WARNING,
                   campaign=name, scheduled_for=self._local(scheduled_for))  # fmt: skip
             return
-        await self._track(self._run(name, scheduled_for), name)
+        await self.runs.track(name, lambda stop: self._scheduled_run(name, scheduled_for, stop))
 
-    async def _track(self, work, name: str) -> None:
-        """Run ``work`` for campaign ``name`` as a task the shutdown waits for.
-
-        Shielded: when the scheduler's job that awaits it is cancelled (as its
-        executor does on shutdown), the run itself goes on to a clean stop.
-        """
-        task = asyncio.create_task(work)
-        self.tasks.add(task)
-        self.active.add(name)
-
-        def forget(_: asyncio.Task) -> None:
-            self.tasks.discard(task)
-            self.active.discard(name)
-
-        task.add_done_callback(forget)
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if not self.stop.is_set():
-                raise
-            # Stopping, and the run was cut short (a second signal, or STOP_TIMEOUT): it has
-            # said so itself; the scheduler's job ends quietly rather than with a traceback.
-
-    # -- running ------------------------------------------------------------------------
-
-    async def _run(self, name: str, scheduled_for: datetime) -> None:
-        from campaigns.delivery.run import run_campaign
-        from campaigns.delivery.runs import claim_run, finish_run
-
-        now = self.clock()
-        if now - scheduled_for > self.settings.service.catch_up:
-            self._skip(name, scheduled_for, now)
-            return
-        run_id = claim_run(self.engine, name, scheduled_for, now)
-        if run_id is None:  # another worker runs it: help deliver once it has enqueued
-            if await self._queued_by_another(name):
-                await self._deliver(name)
-            return
-        event(log, "run started", campaign=name, scheduled_for=self._local(scheduled_for))
-        try:
-            report = await run_campaign(self.engine, self.settings, name, stop=self.stop)
-        except asyncio.CancelledError:
-            finish_run(self.engine, run_id, self.clock(), "failed", STOPPED_SHORT)
-            event(log, "run stopped before it finished", level=logging.WARNING, campaign=name)
-            raise
-        except Exception as error:
-            log.exception("run failed", extra={"fields": {"campaign": name}})
-            reason = f"{type(error).__name__}: {error}"
-            finish_run(self.engine, run_id, self.clock(), "failed", reason)
-            return
-        counts = _counts(report)
-        finish_run(self.engine, run_id, self.clock(), "done", report.unreachable or "", **counts)
-        event(log, "run finished", campaign=name, **counts,
-              **({"unreachable": report.unreachable} if report.unreachable else {}))  # fmt: skip
+    async def _scheduled_run(self, name: str, scheduled_for: datetime, stop) -> None:
+        await self.runs.scheduled(name, scheduled_for, stop)
         self.wake.set()  # deferred messages may now be due sooner than planned
-
-    async def _queued_by_another(self, name: str) -> bool:
-        """Wait (bounded) until the winner's enqueue is committed: then there is work to share."""
-        from campaigns.delivery.ledger import due_campaigns
-
-        deadline = asyncio.get_running_loop().time() + HELP_WAIT
-        while not self.stop.is_set() and asyncio.get_running_loop().time() < deadline:
-            with self.engine.connect() as connection:
-                if name in due_campaigns(connection, self.clock()):
-                    return True
-            await asyncio.sleep(HELP_POLL)
-        return False
-
-    async def _deliver(self, name: str) -> None:
-        """Send what is queued or due for ``name`` (retries, another worker's run)."""
-        from campaigns.delivery.run import run_campaign
-
-        try:
-            report = await run_campaign(
-                self.engine, self.settings, name, enqueue=False, stop=self.stop
-            )
-        except Exception:
-            log.exception("delivery failed", extra={"fields": {"campaign": name}})
-            return
-        counts = _counts(report)
-        if any(counts.values()):
-            event(log, "delivered", campaign=name, **counts)
-
-    async def _pickup(self) -> None:
-        """Retries when due, and work other workers queued: wake at the earliest due time."""
-        from campaigns.delivery.ledger import due_campaigns, next_due
-        from campaigns.delivery.recovery import recover_orphans
-
-        while not self.stop.is_set():
-            now = self.clock()
-            recovered = await asyncio.to_thread(recover_orphans, self.engine, now)
-            if recovered:
-                event(log, "recovered messages a stopped worker left", messages=recovered)
-            with self.engine.connect() as connection:
-                due = due_campaigns(connection, now)
-                upcoming = next_due(connection, now)
-            for name in due:
-                campaign = self.settings.campaigns.get(name)
-                wanted = campaign is not None and campaign.enabled and name not in self.active
-                if wanted and not self.stop.is_set():
-                    await self._track(self._deliver(name), name)
-            wait = PICKUP_EVERY.total_seconds()
-            if upcoming is not None:
-                wait = min(wait, max(0.0, (upcoming - self.clock()).total_seconds()))
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=wait)
-
-    async def _stay_present(self) -> None:
-        """Tell ``rebook status`` this service is up, every ``SEEN_EVERY``."""
-        name, started = presence_of.this_service(), self.clock()
-        await asyncio.to_thread(presence_of.clear_the_dead, self.engine)
-        while True:
-            try:
-                await asyncio.to_thread(
-                    presence_of.announce, self.engine, name, started, self.clock()
-                )
-            except Exception:  # a busy or unreachable database: say so, try again next time
-                log.warning("could not record that the service is up", exc_info=True)
-            await asyncio.sleep(presence_of.SEEN_EVERY.total_seconds())
-
-    def _keep_in_sync(self):
-        return keep_in_sync(self.engine, lambda: self.settings, self.clock, self.stop, self.wake)
-
-    def _keep_cliniko_in_sync(self):
-        return keep_cliniko_in_sync(
-            self.engine, lambda: self.settings, self.clock, self.stop, self.wake
-        )
-
-
-def _counts(report) -> dict[str, int]:
-    outcomes = report.outcomes
-    return {"members": report.members, "enqueued": report.enqueued, "sent": outcomes["sent"],
-            "deferred": outcomes["deferred"], "failed": outcomes["failed"],
-            "bounced": report.bounced, "skipped": outcomes["skipped"], "error": outcomes["error"],
-            "held": report.held, "held_out": report.held_out}  # fmt: skip
 
 
 def _worker() -> str:

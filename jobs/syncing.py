@@ -3,37 +3,40 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
 
 from jobs.logs import LOGGER, event
+from jobs.loops import RetryLater, Round
 
 log = logging.getLogger(LOGGER)
 
 
-async def keep_in_sync(engine, settings: Callable, clock: Callable[[], datetime],
-                       stop: asyncio.Event, wake: asyncio.Event) -> None:  # fmt: skip
-    """Import changed ``[sync]`` files every ``[sync] every``, in a thread: imports are long.
+def files_round(engine, settings: Callable, clock: Callable[[], datetime],
+                wake: asyncio.Event) -> Round:  # fmt: skip
+    """One pickup of changed ``[sync]`` files, in a thread: imports are long.
 
     ``settings()`` gives the config in force (SIGHUP may change it); ``wake``
     is set when new data arrived, so the service looks at its queue again.
+    A round that raises (the database unreachable) is retried by the loop;
+    a bad file is not an error of the loop: it is logged once, and left
+    alone until it changes.
     """
     from campaigns.clients.sync import sync_files
 
-    while not stop.is_set() and settings().sync is not None:
-        try:
-            results = await asyncio.to_thread(sync_files, engine, settings(), clock())
-        except Exception:
-            log.exception("sync failed")
-            results = []
+    async def one_round() -> float | None:
+        sync = settings().sync
+        if sync is None or (sync.clients is None and sync.visits is None):
+            return None
+        results = await asyncio.to_thread(sync_files, engine, settings(), clock())
         for result in results:
             _log_sync(result)
         if any(result.outcome == "imported" for result in results):
             wake.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings().sync.every.total_seconds())
+        return sync.every.total_seconds()
+
+    return one_round
 
 
 def _log_sync(result) -> None:
@@ -49,37 +52,38 @@ def _log_sync(result) -> None:
         event(log, "sync file missing", level=logging.WARNING, reason=result.detail)
 
 
-async def keep_cliniko_in_sync(engine, settings: Callable, clock: Callable[[], datetime],
-                               stop: asyncio.Event, wake: asyncio.Event) -> None:  # fmt: skip
-    """Pull from Cliniko every ``[sync.cliniko] every``, counted from the last sync of any worker.
+def cliniko_round(engine, settings: Callable, clock: Callable[[], datetime],
+                  wake: asyncio.Event) -> Round:  # fmt: skip
+    """One look at Cliniko: a pull when ``[sync.cliniko] every`` has passed since the last.
 
-    Several workers share one database: whoever finds the last sync older
-    than ``every`` pulls, the others see its mark and wait, so Cliniko is
-    not asked twice as often per worker. A failed sync is retried ``every``
-    later (its requests already backed off); the data stay as they were.
+    Counted from the last sync of any worker: several workers share one
+    database, and whoever finds the last sync older than ``every`` pulls;
+    the others see its mark and wait, so Cliniko is not asked twice as
+    often per worker. Cliniko refusing or failing is tried again ``every``
+    later (its requests already backed off); the database unreachable,
+    sooner. Either way the data stay as they were.
     """
     from campaigns.cliniko.api import ClinikoError, ClinikoRefused
     from campaigns.cliniko.pull import last_sync, sync_cliniko
 
-    while not stop.is_set() and (cliniko := _cliniko(settings())) is not None:
+    async def one_round() -> float | None:
+        cliniko = _cliniko(settings())
+        if cliniko is None:
+            return None
         mark = await asyncio.to_thread(last_sync, engine)
-        due = 0.0 if mark is None else (mark + cliniko.every - clock()).total_seconds()
-        if due <= 0:
-            due = cliniko.every.total_seconds()
-            try:
-                report = await sync_cliniko(engine, settings(), clock())
-            except (ClinikoError, ClinikoRefused) as error:  # a key revoked since: tried again
-                event(log, "cliniko sync failed: the data stay as they were", level=logging.ERROR,
-                      reason=str(error), retry_in=str(cliniko.every))  # fmt: skip
-            except Exception:
-                log.exception("cliniko sync failed")
-            else:
-                _log_cliniko(report)
-                if report.clients.inserted + report.clients.updated + report.visits.inserted \
-                        + report.visits.updated:  # fmt: skip
-                    wake.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), max(due, 1.0))
+        if mark is not None and (due := (mark + cliniko.every - clock()).total_seconds()) > 0:
+            return max(due, 1.0)
+        try:
+            report = await sync_cliniko(engine, settings(), clock())
+        except (ClinikoError, ClinikoRefused) as error:  # a key revoked since: tried again
+            raise RetryLater(error, cliniko.every.total_seconds()) from error
+        _log_cliniko(report)
+        changed = report.clients.inserted + report.clients.updated
+        if changed + report.visits.inserted + report.visits.updated:
+            wake.set()
+        return cliniko.every.total_seconds()
+
+    return one_round
 
 
 def _cliniko(settings):

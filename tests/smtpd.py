@@ -34,6 +34,7 @@ class Received:
     recipients: list[str]
     data: bytes
     at: float = field(default_factory=time.monotonic)
+    wall: float = field(default_factory=time.time)  # to compare with times another process logs
 
     @property
     def message(self):
@@ -47,9 +48,11 @@ class ScriptedHandler:
     data_delay: float = 0.0
     stall_seconds: float = 3.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    attempts: list[tuple[str, float]] = field(default_factory=list)  # (RCPT address, time.time())
 
     def _next(self, address: str) -> str | None:
         with self.lock:
+            self.attempts.append((address.lower(), time.time()))
             steps = self.script.get(address.lower())
             return steps.pop(0) if steps else None
 

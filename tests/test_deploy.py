@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from campaigns.delivery.workers import PARALLEL_FROM
 from campaigns.store.tables import sends
-from jobs.service import STOP_TIMEOUT
+from jobs.running import STOP_TIMEOUT
 from jobs.systemd import notify
 
 from .conftest import REBOOK

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 
-from campaigns.store.tables import runs, sends
+from campaigns.store.tables import clients, runs, sends
 
 from .conftest import Clinic
 from .service import RunningService
@@ -330,3 +330,47 @@ def test_a_second_sigterm_stops_at_once_and_records_the_run_as_stopped(clinic):
     assert "Traceback" not in service.log(), service.log()
     [row] = run_rows(engine, "slow")
     assert row.outcome == "failed" and "stopped" in row.detail, row
+
+
+def test_disabling_a_campaign_and_sighup_stops_its_run_and_keeps_the_rest_queued(clinic):
+    with SmtpServer() as smtp:
+        smtp.handler.data_delay = 0.05
+        _, engine = clinic_with(clinic, smtp.port, people=200)
+        add_campaign(clinic, "big", "every 1h")
+        with RunningService(clinic.folder) as service:
+            service.wait_for("run started")
+            time.sleep(0.5)
+            clinic.config.write_text(clinic.config.read_text() + "enabled = false\n")
+            service.signal(signal.SIGHUP)
+            service.wait_for("stopping a run: its campaign was disabled or removed")
+            service.wait_for("run finished")
+            sent = len(smtp.handler.addresses())
+            time.sleep(1.0)
+            assert len(smtp.handler.addresses()) == sent  # nothing more leaves
+            assert service.stop() == 0, service.log()
+    assert 0 < sent < 60
+    [row] = run_rows(engine, "big")
+    assert row.outcome == "done" and "disabled or removed" in row.detail
+    with engine.connect() as connection:
+        waiting = connection.execute(
+            select(sends.c.status).where(sends.c.campaign == "big", sends.c.status == "queued")
+        ).all()
+    assert len(waiting) == 100 - sent
+
+
+def test_sigterm_during_a_sync_import_waits_for_it_and_logs_it(sqlite_clinic):
+    rows = ["id,email,first_name,last_name,marketing_consent"]
+    rows += [f"c{n},p{n}@example.com,P{n},T,yes" for n in range(60_000)]
+    sqlite_clinic.write("exports/clients.csv", "\n".join(rows) + "\n")
+    sqlite_clinic.config.write_text(
+        sqlite_clinic.config.read_text() + '\n[sync]\nclients = "exports/clients.csv"\n'
+    )
+    with RunningService(sqlite_clinic.folder) as service:
+        service.wait_for("service started")
+        service.signal(signal.SIGTERM)
+        assert service.stop(timeout=60) == 0, service.log()
+    log = service.log()
+    assert "stopping: waiting for the import of [sync] files under way to finish" in log, log
+    assert log.index("sync imported") < log.index("info: stopped"), log
+    assert "inserted=60000" in log
+    assert len(sqlite_clinic.rows(clients, "id")) == 60_000

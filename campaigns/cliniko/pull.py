@@ -131,13 +131,33 @@ async def sync_cliniko(
             report.requests = api.requests
         staging.rewind()
         report.reading = time.perf_counter() - started
-        await asyncio.to_thread(_write, engine, staging, report, now, progress, _rules(cliniko))
+        await _finish_once_begun(
+            asyncio.to_thread(_write, engine, staging, report, now, progress, _rules(cliniko))
+        )
         report.writing = time.perf_counter() - started - report.reading
     return report
 
 
 def _utc(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")  # readme, "Filtering Results": DateTime in UTC
+
+
+async def _finish_once_begun(writing) -> None:
+    """A write that has begun ends, and is reported, even when the caller is cancelled.
+
+    The write is one transaction in a thread, which a cancel would not stop
+    but only hide: the service would log "stopped" and the sync commit a
+    moment later, unreported. Cancelled while reading, a sync writes nothing;
+    cancelled while writing, it finishes and returns its report.
+    """
+    task = asyncio.ensure_future(writing)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
 
 
 async def _names(api: ClinikoApi, renamed: dict[str, str]) -> mapping.Names:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
@@ -36,6 +36,7 @@ class Presence:
     pid: int
     started_at: datetime
     seen_at: datetime
+    troubles: dict[str, str] = field(default_factory=dict)  # what is failing: loop → reason
 
     def running(self, now: datetime) -> bool:
         return now - self.seen_at <= STALE_AFTER
@@ -49,9 +50,10 @@ def _name(pid: int, host: str) -> str:
     return f"{PREFIX}{pid}@{host}"[:64]
 
 
-def announce(engine: Engine, name: str, started_at: datetime, now: datetime) -> None:
-    """Record (or refresh) that this service is up."""
-    record = {"host": socket.gethostname(), "pid": os.getpid()}
+def announce(engine: Engine, name: str, started_at: datetime, now: datetime,
+             troubles: dict[str, str] | None = None) -> None:  # fmt: skip
+    """Record (or refresh) that this service is up, and what is failing in it now."""
+    record = {"host": socket.gethostname(), "pid": os.getpid(), "troubles": troubles or {}}
     value = json.dumps(record | {"started_at": started_at.isoformat(), "seen_at": now.isoformat()})
     with write_transaction(engine) as connection:
         statement = insert_for(connection.dialect.name, app_state).values(
@@ -99,5 +101,6 @@ def services(connection: Connection) -> list[Presence]:
     for value in connection.execute(query).scalars():
         record = json.loads(value)
         started, seen = (datetime.fromisoformat(record[key]) for key in ("started_at", "seen_at"))
-        found.append(Presence(record["host"], record["pid"], started, seen))
+        troubles = record.get("troubles", {})  # absent from a service of an earlier rebook
+        found.append(Presence(record["host"], record["pid"], started, seen, troubles))
     return sorted(found, key=lambda presence: presence.seen_at, reverse=True)
