@@ -4,6 +4,7 @@
     ├── UserError            a mistake the clinic owner can fix; the CLI prints it, exit 2
     │   ├── ConfigError      config.toml or REBOOK_ environment variables
     │   ├── CsvError         an import file (carries every bad line)
+    │   │   └── CutShort     one whose last line is cut: still being written, or a copy that stopped
     │   └── TemplateError    a template or article (file, line, name)
     └── (later) delivery failures that are not the user's fault, exit 1
 
@@ -80,6 +81,14 @@ def bad_rows_text(path: object, problems: list[BadRow], total: int) -> str:
     if total > len(shown):
         lines.append(f"  … and {total - len(shown)} more bad row(s)")
     return "\n".join(lines)
+
+
+class CutShort(CsvError):
+    """An import file ends in the middle of a line: still being written, or cut short.
+
+    Nothing is imported. Unlike a bad row it says nothing about the data, so
+    the ``[sync]`` pickup reports it apart and looks again at its next pass.
+    """
 
 
 class TemplateError(UserError):

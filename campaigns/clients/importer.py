@@ -204,8 +204,10 @@ def _valid_rows(
     200 MB at a million visits), the price of naming both lines of a duplicate.
     """
     first_lines: dict[str, int] = {}
-    for line, row in read_csv(report.path, report.kind, progress):
+    for line, row, problem in read_csv(report.path, report.kind, progress):
         try:
+            if problem:
+                raise ValueError(problem)
             if known_clients is None:
                 record = csv_rows.parse_client(row)
                 if forgotten is not None and forgotten.address(record):
