@@ -69,7 +69,7 @@ def sync(app: App, full: bool) -> int:
             click.echo(result.detail)
         else:
             console.error(result.detail)
-    bad = any(result.outcome in ("rejected", "still rejected", "missing") for result in results)
+    bad = any(result.outcome not in ("unchanged", "imported") for result in results)
     code = EXIT_USAGE if bad else EXIT_OK
     if app.settings.sync.cliniko is not None:
         code = max(code, _sync_cliniko(app, full))

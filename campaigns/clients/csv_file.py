@@ -120,8 +120,8 @@ def _refuse_cut_short(
         return
     where = f"line {start}, the last, ends without a line break"
     advice = (
-        "the file is still being written, or was cut short; nothing imported. Import it "
-        "again once it is complete ([sync] tries again at its next look)"
+        "the file is still being written, or was cut short; nothing imported. Import it once "
+        "it is complete (a [sync] file is tried again at the next sync)"
     )
     if len(values) < width:
         cells = f"{len(values)} of the header's {width} cells"
@@ -133,7 +133,7 @@ def _refuse_cut_short(
     raise CutShort(
         path,
         f"{where}, so its last cell ({column} {csv_rows.excerpt(values[-1].strip())}) may be "
-        f"cut: {advice}. If the file is complete, end it with a line break",
+        f"cut: {advice}. If it is complete already, end it with a line break",
     )
 
 
