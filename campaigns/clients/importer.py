@@ -31,7 +31,7 @@ from campaigns.clients.csv_file import Kind, Progress, read_csv
 from campaigns.clients.writer import TableWriter, client_ids
 from campaigns.errors import BadRow, CsvError
 from campaigns.store.database import BUSY_TIMEOUT_MS, REFRESH_STATISTICS_FROM, refresh_statistics
-from campaigns.store.forgotten import ForgetHasher, forgotten_hashes, hasher
+from campaigns.store.forgotten import ForgetHasher, forgotten_hashes, hasher, remember
 
 BATCH_ROWS = 2_000  # rows per INSERT … ON CONFLICT round trip
 _TABLES = {"clients": ("clients", "client_tags"), "visits": ("visits",)}  # what an import writes
@@ -83,7 +83,10 @@ class ImportReport:
         if self.suppressed:
             text += f" ({self.suppressed} suppressed address(es) stay suppressed)"
         if self.forgotten:
-            text += f"; {self.forgotten} row(s) of forgotten clients left out"
+            text += (
+                f"; {self.forgotten} row(s) of forgotten clients left out (erased with rebook "
+                "forget: never imported or mailed again)"
+            )
         return text
 
 
@@ -159,31 +162,56 @@ def _import_rows(
 ) -> None:
     writer = TableWriter(connection, report.kind, report, now)
     known = client_ids(connection) if report.kind == "visits" else None
-    forgotten = Forgotten.load(connection, report.kind)
+    forgotten = Forgotten.load(connection)
     for batch in _batches(_valid_rows(report, clinic_zone, known, forgotten, progress)):
         writer.write(batch)
     writer.finish()
+    if forgotten is not None:
+        forgotten.remember_new_ids(connection, now)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Forgotten:
-    """The hashes of forgotten addresses (a clients file) or client ids (a visits file)."""
+    """Forgotten addresses and client ids (``rebook forget``), by their keyed hashes.
+
+    A client row is left out by either. One left out by its address alone is
+    the same person under a new id in the practice software (or someone who
+    shares the address, which was erased for everyone who had it): that id
+    is remembered as forgotten too, in the import's transaction, so their
+    visits are left out with them rather than refused for want of their
+    client, and a later address under that id does not bring them back.
+    """
 
     hasher: ForgetHasher
-    hashes: set[str]
+    addresses: set[str]
+    clients: set[str]
+    new_ids: set[str] = field(default_factory=set)  # hashes of ids met under a forgotten address
 
     @classmethod
-    def load(cls, connection: Connection, kind: Kind) -> Forgotten | None:
+    def load(cls, connection: Connection) -> Forgotten | None:
         """None while nobody was ever forgotten: then no row is hashed at all."""
-        hashes = forgotten_hashes(connection, "address" if kind == "clients" else "client")
-        found = hasher(connection) if hashes else None
-        return None if found is None else cls(found, hashes)
-
-    def address(self, record: dict) -> bool:
-        return self.hasher.address(record["email"]) in self.hashes
+        found = hasher(connection)
+        if found is None:
+            return None
+        addresses = forgotten_hashes(connection, "address")
+        return cls(found, addresses, forgotten_hashes(connection, "client"))
 
     def client(self, client_id: str) -> bool:
-        return self.hasher.client(client_id) in self.hashes
+        return self.hasher.client(client_id) in self.clients
+
+    def left_out(self, record: dict) -> bool:
+        """Whether a client record is a forgotten client's (its id or its address)."""
+        hashed = self.hasher.client(record["id"])
+        if hashed in self.clients:
+            return True
+        if self.hasher.address(record["email"]) not in self.addresses:
+            return False
+        self.clients.add(hashed)
+        self.new_ids.add(hashed)
+        return True
+
+    def remember_new_ids(self, connection: Connection, now: datetime) -> None:
+        remember(connection, "client", self.new_ids, now)
 
 
 def _valid_rows(
@@ -196,9 +224,8 @@ def _valid_rows(
     """Each good row as a record; each bad one counted in ``report``.
 
     A row of a forgotten client is left out and counted, neither imported
-    nor rejected: a clients row by its address (the same person under a new
-    id stays forgotten; under a new address, they are someone who came back),
-    a visits row by its client id when that client is not imported.
+    nor rejected: a clients row by its id or its address (``Forgotten``), a
+    visits row by its client id when that client is not imported.
 
     ``first_lines`` (id → line) costs about 125 bytes per row (peak RSS 70 →
     200 MB at a million visits), the price of naming both lines of a duplicate.
@@ -210,7 +237,7 @@ def _valid_rows(
                 raise ValueError(problem)
             if known_clients is None:
                 record = csv_rows.parse_client(row)
-                if forgotten is not None and forgotten.address(record):
+                if forgotten is not None and forgotten.left_out(record):
                     report.forgotten += 1
                     continue
             else:

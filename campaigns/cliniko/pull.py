@@ -296,23 +296,19 @@ def _write(engine: Engine, staging: Staging, report: SyncReport, now: datetime, 
 
 
 def _write_clients(connection: Connection, staging: Staging, report: SyncReport, now) -> None:
-    """A forgotten client stays forgotten by address and, unlike a CSV row, by Cliniko's id:
+    """A forgotten patient stays forgotten by Cliniko id and by address, as in a CSV import:
     the same patient with a new address is still the person who asked to be forgotten."""
-    by_address = Forgotten.load(connection, "clients")
-    by_id = Forgotten.load(connection, "visits")
+    forgotten = Forgotten.load(connection)
     writer = TableWriter(connection, "clients", report.clients, now)
     for batch in staging.batches("clients"):
-        if by_address is not None or by_id is not None:
-            kept = {
-                key: record
-                for key, record in batch.items()
-                if not (by_address and by_address.address(record))
-                and not (by_id and by_id.client(key))
-            }
+        if forgotten is not None:
+            kept = {key: record for key, record in batch.items() if not forgotten.left_out(record)}
             report.clients.forgotten += len(batch) - len(kept)
             batch = kept
         writer.write(list(batch.values()))
     writer.finish()
+    if forgotten is not None:
+        forgotten.remember_new_ids(connection, now)
     for batch in staging.batches("deleted"):
         # sections/patients.md, "Get Deleted Patients": only the id is left to act on
         withdraw = (
@@ -325,7 +321,7 @@ def _write_clients(connection: Connection, staging: Staging, report: SyncReport,
 
 def _write_visits(connection: Connection, staging: Staging, report, now, progress) -> None:
     known = client_ids(connection)
-    forgotten = Forgotten.load(connection, "visits")
+    forgotten = Forgotten.load(connection)
     writer = TableWriter(connection, "visits", report.visits, now)
     done, total = 0, staging.counts["visits"]
     for batch in staging.batches("visits"):
