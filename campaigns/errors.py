@@ -6,10 +6,12 @@
     │   ├── CsvError         an import file (carries every bad line)
     │   │   └── CutShort     one whose last line is cut: still being written, or a copy that stopped
     │   └── TemplateError    a template or article (file, line, name)
+    ├── StorageError         the disk is full, or the database or a file is read-only: exit 1
     └── (later) delivery failures that are not the user's fault, exit 1
 
-The CLI catches ``UserError`` once, at its edge, and prints ``str(error)``
-without a traceback; everything else is a bug and keeps its traceback.
+The CLI catches ``UserError`` and ``StorageError`` once, at its edge, and
+prints ``str(error)`` without a traceback; everything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ from dataclasses import dataclass
 
 class RebookError(Exception):
     """Base of every error rebook raises on purpose."""
+
+
+class StorageError(RebookError):
+    """The machine refused a write: the disk is full, or the database or a file is read-only.
+
+    Nothing is wrong with the data or the config; whoever runs rebook makes
+    room (or gives it the right to write) and runs the command again. The
+    message names the database or file and the reason.
+    """
 
 
 class UserError(RebookError):

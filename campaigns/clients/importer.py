@@ -24,14 +24,15 @@ from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from campaigns.clients import csv_rows
 from campaigns.clients.csv_file import Kind, Progress, read_csv
 from campaigns.clients.writer import TableWriter, client_ids
-from campaigns.errors import BadRow, CsvError
+from campaigns.errors import BadRow, CsvError, StorageError
 from campaigns.store.database import BUSY_TIMEOUT_MS, REFRESH_STATISTICS_FROM, refresh_statistics
 from campaigns.store.forgotten import ForgetHasher, forgotten_hashes, hasher, remember
+from campaigns.store.refusals import storage_failure
 
 BATCH_ROWS = 2_000  # rows per INSERT … ON CONFLICT round trip
 _TABLES = {"clients": ("clients", "client_tags"), "visits": ("visits",)}  # what an import writes
@@ -101,9 +102,31 @@ def import_file(
     now: datetime | None = None,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Import one export file; raise CsvError (nothing written) if a row is bad."""
+    """Import one export file; nothing is written if a row is bad (CsvError) or the
+    database refuses the write, its disk full or read-only (StorageError)."""
     now = now or datetime.now(UTC)
     report = ImportReport(kind, path, dry_run=dry_run)
+    try:
+        _import_in_one_transaction(engine, report, clinic_zone, skip_invalid, now, progress)
+    except SQLAlchemyError as error:
+        refused = storage_failure(error, engine.url)
+        if refused is None:
+            raise
+        raise StorageError(f"{path}: nothing imported: {refused}") from None
+    if not dry_run and report.inserted + report.updated >= REFRESH_STATISTICS_FROM:
+        refresh_statistics(engine, *_TABLES[kind])
+    return report
+
+
+def _import_in_one_transaction(
+    engine: Engine,
+    report: ImportReport,
+    clinic_zone: tzinfo,
+    skip_invalid: bool,
+    now: datetime,
+    progress: Progress | None,
+) -> None:
+    path = report.path
     with engine.connect() as connection:
         connection = connection.execution_options(sqlite_immediate=True)
         transaction = begin_import(
@@ -118,13 +141,10 @@ def import_file(
         except BaseException:
             transaction.rollback()
             raise
-        if dry_run:
+        if report.dry_run:
             transaction.rollback()
         else:
             transaction.commit()
-    if not dry_run and report.inserted + report.updated >= REFRESH_STATISTICS_FROM:
-        refresh_statistics(engine, *_TABLES[kind])
-    return report
 
 
 def lock_imports(connection: Connection) -> None:

@@ -23,11 +23,13 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from campaigns.clients.importer import ImportReport, import_file
 from campaigns.config import Settings
-from campaigns.errors import CsvError, CutShort
+from campaigns.errors import CsvError, CutShort, StorageError
 from campaigns.store.database import write_transaction
+from campaigns.store.refusals import storage_failure
 from campaigns.store.tables import app_state, clients
 from campaigns.store.upsert import set_state
 
@@ -40,7 +42,8 @@ class SyncResult:
     kind: str
     path: Path
     outcome: str  # imported, unchanged, rejected, still rejected, missing, incomplete,
-    # still incomplete (CUT_SHORT: its last line cut), waiting (visits, for such a clients file)
+    # still incomplete (CUT_SHORT: its last line cut), waiting (visits, for such a clients file),
+    # failed (the database refused the write: disk full, read-only)
     detail: str = ""
     report: ImportReport | None = None
 
@@ -59,8 +62,22 @@ def sync_files(engine: Engine, settings: Settings, now: datetime, *, full: bool 
             reason = f"{path}: not imported yet: it waits for {cut[0]}, still being written"
             results.append(SyncResult(kind, path, "waiting", reason))
         else:
-            results.append(_sync_one(engine, settings, kind, path, now, full))
+            results.append(_sync_or_say_why_not(engine, settings, kind, path, now, full))
     return results
+
+
+def _sync_or_say_why_not(engine, settings, kind: str, path: Path, now, full: bool) -> SyncResult:
+    """A database that refuses the write (disk full, read-only) fails this pass, said in one
+    line: nothing of the file is imported and no fingerprint kept, so the next pass tries again."""
+    try:
+        return _sync_one(engine, settings, kind, path, now, full)
+    except StorageError as error:
+        return SyncResult(kind, path, "failed", str(error))
+    except SQLAlchemyError as error:
+        refused = storage_failure(error, engine.url)
+        if refused is None:
+            raise
+        return SyncResult(kind, path, "failed", f"{path}: {refused}")
 
 
 def _sync_one(engine, settings, kind: str, path: Path, now: datetime, full: bool) -> SyncResult:

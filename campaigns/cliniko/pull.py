@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 import httpx
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from campaigns.clients import csv_rows
 from campaigns.clients.importer import (
@@ -41,6 +42,7 @@ from campaigns.clients.writer import TableWriter, client_ids
 from campaigns.cliniko import mapping
 from campaigns.cliniko.api import ClinikoApi, ClinikoError
 from campaigns.config import Settings
+from campaigns.store.refusals import storage_failure
 from campaigns.store.tables import app_state, clients
 from campaigns.store.upsert import set_state
 
@@ -277,6 +279,17 @@ def _write(engine: Engine, staging: Staging, report: SyncReport, now: datetime, 
     Two syncs may overlap (a slow one by hand, the service's): the one that
     began earlier holds older data, and must not write over the later one's.
     """
+    try:
+        _write_in_one_transaction(engine, staging, report, now, progress, rules)
+    except SQLAlchemyError as error:  # the database's disk full, or read-only
+        refused = storage_failure(error, engine.url)
+        if refused is None:
+            raise
+        raise ClinikoError(f"nothing written: {refused}") from None
+
+
+def _write_in_one_transaction(engine: Engine, staging: Staging, report: SyncReport, now,
+                              progress, rules: str) -> None:  # fmt: skip
     with engine.connect() as connection:
         connection = connection.execution_options(sqlite_immediate=True)
         transaction = begin_import(connection, lambda why: ClinikoError(f"nothing written: {why}"))
