@@ -158,6 +158,20 @@ def test_a_forgotten_address_under_a_new_id_is_left_out_with_its_visits(clinic):
     assert ("c999",) not in clinic.rows(clients, "id")
 
 
+def test_a_known_client_given_a_forgotten_address_is_not_forgotten_for_it(sqlite_clinic):
+    """Another client (a family member) typed in with the forgotten address: that row is
+    left out, but the client stays theirs, and their next address is taken."""
+    clinic_with(sqlite_clinic, free_port())
+    assert sqlite_clinic.rebook("forget", "person0@example.com", "--yes").code == 0
+    sqlite_clinic.write("c.csv", "id,email,marketing_consent\nc001,person0@example.com,no\n")
+    shared = sqlite_clinic.rebook("import", "clients", "c.csv")
+    assert "1 row(s) of forgotten clients left out" in shared.out
+    sqlite_clinic.write("c.csv", "id,email,marketing_consent\nc001,new1@example.com,no\n")
+    own = sqlite_clinic.rebook("import", "clients", "c.csv")
+    assert "0 inserted, 1 updated" in own.out and "forgotten" not in own.out
+    assert ("c001", "new1@example.com") in sqlite_clinic.rows(clients, "id", "email")
+
+
 def test_an_internationalised_domain_is_forgotten_in_either_spelling(clinic):
     clinic.write("c.csv", "id,email,marketing_consent\n1,jo@bücher.example,yes\n")
     assert clinic.rebook("import", "clients", "c.csv").code == 0

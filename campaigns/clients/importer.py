@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -33,6 +33,7 @@ from campaigns.errors import BadRow, CsvError, StorageError
 from campaigns.store.database import BUSY_TIMEOUT_MS, REFRESH_STATISTICS_FROM, refresh_statistics
 from campaigns.store.forgotten import ForgetHasher, forgotten_hashes, hasher, remember
 from campaigns.store.refusals import storage_failure
+from campaigns.store.tables import clients as client_rows
 
 BATCH_ROWS = 2_000  # rows per INSERT … ON CONFLICT round trip
 _TABLES = {"clients": ("clients", "client_tags"), "visits": ("visits",)}  # what an import writes
@@ -194,18 +195,21 @@ def _import_rows(
 class Forgotten:
     """Forgotten addresses and client ids (``rebook forget``), by their keyed hashes.
 
-    A client row is left out by either. One left out by its address alone is
-    the same person under a new id in the practice software (or someone who
-    shares the address, which was erased for everyone who had it): that id
-    is remembered as forgotten too, in the import's transaction, so their
-    visits are left out with them rather than refused for want of their
-    client, and a later address under that id does not bring them back.
+    A client row is left out by either. One left out by its address alone,
+    under an id rebook has not seen, is the same person under a new id in
+    the practice software (or someone who shares the address, which was
+    erased for everyone who had it): that id is remembered as forgotten too,
+    in the import's transaction, so their visits are left out with them
+    rather than refused for want of their client, and a later address under
+    that id does not bring them back. A client rebook already has keeps
+    their row as it was, and is not forgotten for it.
     """
 
     hasher: ForgetHasher
     addresses: set[str]
     clients: set[str]
-    new_ids: set[str] = field(default_factory=set)  # hashes of ids met under a forgotten address
+    new_ids: dict[str, str] = field(default_factory=dict)  # id → its hash, met under a
+    # forgotten address
 
     @classmethod
     def load(cls, connection: Connection) -> Forgotten | None:
@@ -226,12 +230,19 @@ class Forgotten:
             return True
         if self.hasher.address(record["email"]) not in self.addresses:
             return False
-        self.clients.add(hashed)
-        self.new_ids.add(hashed)
+        self.new_ids[record["id"]] = hashed
         return True
 
     def remember_new_ids(self, connection: Connection, now: datetime) -> None:
-        remember(connection, "client", self.new_ids, now)
+        """Forget the ids met under a forgotten address, but those of clients rebook has."""
+        ids = list(self.new_ids)  # as few as the people forgotten: one query per batch is plenty
+        known: set[str] = set()
+        for start in range(0, len(ids), BATCH_ROWS):
+            query = select(client_rows.c.id).where(
+                client_rows.c.id.in_(ids[start : start + BATCH_ROWS])
+            )
+            known.update(connection.execute(query).scalars())
+        remember(connection, "client", [self.new_ids[i] for i in ids if i not in known], now)
 
 
 def _valid_rows(
