@@ -8,8 +8,8 @@ A file whose last line has no line break is one still being written (the
 sync picked it up while the practice software was saving it) or a copy that
 stopped: its last cell may be cut (``do-not-con``, ``jo@example.co``), and
 importing it would put wrong data in as if they were right. Exports end
-every line with a line break (Excel's "CSV UTF-8" ends with CRLF, as do
-Python's, Ruby's and LibreOffice's writers), so such a file is refused,
+every line with a line break (Excel's "CSV UTF-8" ends with CRLF; Python's
+and Ruby's CSV writers end each row too), so such a file is refused,
 unless its last line is whole beyond doubt: every column there, and the last
 cell closed by a quote or in a column rebook does not read. A file cut just
 after a line break cannot be told from a whole one, but that costs only the
