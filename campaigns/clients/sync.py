@@ -91,10 +91,10 @@ def _sync_one(engine, settings, kind: str, path: Path, now: datetime, full: bool
             kind, path, "missing", f"sync.{kind}: cannot read {path}: {error.strerror}"
         )
     stored = None if full else _stored(engine, kind)
-    rejected = f"rejected:{digest}" + (_clients_version(engine) if kind == "visits" else "")
     if stored == digest:
         return SyncResult(kind, path, "unchanged")
-    if stored == rejected:
+    was_rejected = (stored or "").startswith(f"rejected:{digest}")
+    if was_rejected and stored == _rejected(engine, kind, digest):
         reason = f"{path}: unchanged since it was rejected: fix it (rebook sync --full says why)"
         return SyncResult(kind, path, "still rejected", reason)
     if stored == f"incomplete:{digest}":
@@ -110,7 +110,7 @@ def _sync_one(engine, settings, kind: str, path: Path, now: datetime, full: bool
         _store(engine, kind, f"incomplete:{digest}", now)
         return SyncResult(kind, path, "incomplete", str(error))
     except CsvError as error:
-        _store(engine, kind, rejected, now)
+        _store(engine, kind, _rejected(engine, kind, digest), now)
         return SyncResult(kind, path, "rejected", str(error))
     _store(engine, kind, digest, now)
     return SyncResult(kind, path, "imported", report.summary(), report)
@@ -124,12 +124,15 @@ def _fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _clients_version(engine: Engine) -> str:
-    """What changes whenever clients are written or erased, by any import, sync or forget.
+def _rejected(engine: Engine, kind: str, digest: str) -> str:
+    """The mark of a rejected file; a visits file's also names the clients it was checked
+    against, so one refused for naming a client not imported yet is tried again once the
+    clients changed, even if the file did not."""
+    return f"rejected:{digest}" + (_clients_version(engine) if kind == "visits" else "")
 
-    A visits file refused because it names a client not imported yet is
-    tried again once the clients changed, even if the file did not.
-    """
+
+def _clients_version(engine: Engine) -> str:
+    """What changes whenever clients are written or erased, by any import, sync or forget."""
     query = select(func.count(), func.max(clients.c.updated_at)).select_from(clients)
     with engine.connect() as connection:
         number, latest = connection.execute(query).one()
