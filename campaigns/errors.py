@@ -4,11 +4,14 @@
     ├── UserError            a mistake the clinic owner can fix; the CLI prints it, exit 2
     │   ├── ConfigError      config.toml or REBOOK_ environment variables
     │   ├── CsvError         an import file (carries every bad line)
+    │   │   └── CutShort     one whose last line is cut: still being written, or a copy that stopped
     │   └── TemplateError    a template or article (file, line, name)
+    ├── StorageError         the disk is full, or the database or a file is read-only: exit 1
     └── (later) delivery failures that are not the user's fault, exit 1
 
-The CLI catches ``UserError`` once, at its edge, and prints ``str(error)``
-without a traceback; everything else is a bug and keeps its traceback.
+The CLI catches ``UserError`` and ``StorageError`` once, at its edge, and
+prints ``str(error)`` without a traceback; everything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +21,15 @@ from dataclasses import dataclass
 
 class RebookError(Exception):
     """Base of every error rebook raises on purpose."""
+
+
+class StorageError(RebookError):
+    """The machine refused a write: the disk is full, or the database or a file is read-only.
+
+    Nothing is wrong with the data or the config; whoever runs rebook makes
+    room (or gives it the right to write) and runs the command again. The
+    message names the database or file and the reason.
+    """
 
 
 class UserError(RebookError):
@@ -80,6 +92,14 @@ def bad_rows_text(path: object, problems: list[BadRow], total: int) -> str:
     if total > len(shown):
         lines.append(f"  … and {total - len(shown)} more bad row(s)")
     return "\n".join(lines)
+
+
+class CutShort(CsvError):
+    """An import file ends in the middle of a line: still being written, or cut short.
+
+    Nothing is imported. Unlike a bad row it says nothing about the data, so
+    the ``[sync]`` pickup reports it apart and looks again at its next pass.
+    """
 
 
 class TemplateError(UserError):

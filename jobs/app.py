@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
 import click
 
-from campaigns.errors import UserError
+from campaigns.errors import StorageError, UserError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -55,6 +57,48 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+class RebookGroup(click.Group):
+    """The ``rebook`` command group: a disk or database that refuses a write is one line.
+
+    Every command writes somewhere (the database, an export, a folder); a
+    full disk or a read-only one is the machine's trouble, not a bug and not
+    a mistake in the command: ``StorageError``, exit 1, without a traceback
+    (which would also print the rows being written, clients' addresses among them).
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            refused = refused_write(error, ctx.obj)
+            if refused is None:
+                raise
+            raise refused from None
+
+
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT}
+_NOT_ALLOWED = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def refused_write(error: Exception, app: object) -> StorageError | None:
+    """``error`` as a ``StorageError`` when a disk or database is full or read-only, else None."""
+    if isinstance(error, OSError):
+        if error.filename is None or error.errno not in _NO_ROOM | _NOT_ALLOWED:
+            return None
+        advice = (
+            "make room on the disk"
+            if error.errno in _NO_ROOM
+            else f"give rebook's user (id {os.geteuid()}) the right to it, or use another place"
+        )
+        return StorageError(f"{error.filename}: {error.strerror}: {advice}, then run it again")
+    engine = app.__dict__.get("engine") if isinstance(app, App) else None
+    if engine is None:  # opening the database says it itself (campaigns.store.database)
+        return None
+    from campaigns.store.refusals import storage_failure
+
+    return storage_failure(error, engine.url)
 
 
 def local_time(moment: datetime | None, zone) -> str:

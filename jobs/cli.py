@@ -12,12 +12,15 @@ from pathlib import Path
 
 import click
 
-from campaigns.errors import UserError
+from campaigns.errors import StorageError, UserError
 from jobs import console, forgetting, operating, reporting, sending, serving
-from jobs.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, App, local_time, pass_app
+from jobs.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, App, RebookGroup, local_time, pass_app
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=RebookGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--config",
     "config_path",
@@ -389,4 +392,7 @@ def main() -> None:
     except UserError as problem:
         console.error(str(problem))
         code = EXIT_USAGE
+    except StorageError as problem:  # a full or read-only disk: not a bug, not a mistake
+        console.error(str(problem))
+        code = EXIT_FAILED
     sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -69,8 +69,8 @@ def sync(app: App, full: bool) -> int:
             click.echo(result.detail)
         else:
             console.error(result.detail)
-    bad = any(result.outcome in ("rejected", "still rejected", "missing") for result in results)
-    code = EXIT_USAGE if bad else EXIT_OK
+    outcomes = {result.outcome for result in results} - {"unchanged", "imported"}
+    code = EXIT_FAILED if "failed" in outcomes else EXIT_USAGE if outcomes else EXIT_OK
     if app.settings.sync.cliniko is not None:
         code = max(code, _sync_cliniko(app, full))
     return code

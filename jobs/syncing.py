@@ -48,6 +48,14 @@ def _log_sync(result) -> None:
     elif result.outcome == "rejected":
         event(log, "sync rejected: the data stay as they were", level=logging.ERROR,
               file=str(result.path), reason=result.detail)  # fmt: skip
+    elif result.outcome == "incomplete":
+        event(log, "sync file still being written: imported once whole", level=logging.WARNING,
+              file=str(result.path), reason=result.detail)  # fmt: skip
+    elif result.outcome == "failed":  # the database refused the write: disk full, read-only
+        event(log, "sync failed: the data stay as they were", level=logging.ERROR,
+              file=str(result.path), reason=result.detail)  # fmt: skip
+    elif result.outcome == "waiting":
+        event(log, "sync waits for the clients file", file=str(result.path))
     elif result.outcome == "missing":
         event(log, "sync file missing", level=logging.WARNING, reason=result.detail)
 

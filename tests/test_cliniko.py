@@ -367,6 +367,24 @@ def test_a_forgotten_patient_stays_forgotten_under_a_new_address(sqlite_clinic) 
     assert report.clients.forgotten == 1
 
 
+def test_a_forgotten_address_under_a_new_patient_is_left_out_with_its_appointments(
+    sqlite_clinic,
+) -> None:
+    """The person who asked, entered again as a new patient: counted as forgotten, not absent."""
+    fake = account()
+    sync(sqlite_clinic, fake)
+    assert sqlite_clinic.rebook("forget", "patient1001@example.org", "--yes").code == 0
+    fake.add_patient(id=2001, email="Patient1001@example.org", updated_at=NOW + DAY)
+    fake.add_appointment(id=21, patient_id=2001, starts_at=NOW + 2 * DAY, appointment_type_id=1,
+                         practitioner_id=1, updated_at=NOW + DAY)  # fmt: skip
+    report = sync(sqlite_clinic, fake, now=NOW + 2 * DAY)
+    assert "2001" not in dict(sqlite_clinic.rows(clients, "id", "email"))
+    assert (report.clients.forgotten, report.visits.forgotten, report.left_out) == (1, 1, 0)
+    fake.touch("patients", 2001, email="new2001@example.org", updated_at=NOW + 3 * DAY)
+    report = sync(sqlite_clinic, fake, now=NOW + 4 * DAY)
+    assert "2001" not in dict(sqlite_clinic.rows(clients, "id", "email"))
+
+
 def test_a_changed_consent_rule_reads_everyone_again(sqlite_clinic) -> None:
     fake = account()
     sync(sqlite_clinic, fake, extra='consent = "unless-refused"')

@@ -93,7 +93,8 @@ def test_a_forgotten_address_is_left_out_of_every_later_import(clinic):
     assert again.code == 0, again.err
     assert again.out.strip().endswith(
         "imported 5 clients: 0 inserted, 0 updated, 5 unchanged, 0 rejected; "
-        "1 row(s) of forgotten clients left out"
+        "1 row(s) of forgotten clients left out (erased with rebook forget: never imported or "
+        "mailed again)"
     )
     # its visits are left out too, not refused for want of their client
     visits_again = clinic.rebook("import", "visits", "visits.csv")
@@ -104,6 +105,71 @@ def test_a_forgotten_address_is_left_out_of_every_later_import(clinic):
     moved = clinic.rebook("import", "clients", "new.csv")
     assert "0 inserted" in moved.out and "1 row(s) of forgotten clients left out" in moved.out
     assert "person0@example.com" not in every_text(clinic)
+
+
+def test_a_forgotten_client_stays_out_under_their_old_id_with_a_new_address(clinic):
+    """The practice software keeps their record; the owner types in a new address."""
+    with SmtpServer() as smtp:
+        settings, engine = clinic_with(clinic, smtp.port)
+        assert clinic.rebook("forget", "person0@example.com", "--yes").code == 0
+        clinic.write("moved.csv", "id,email,marketing_consent\nc000,new0@example.com,yes\n")
+        for options in (("--dry-run",), ("--skip-invalid",), ()):
+            moved = clinic.rebook("import", "clients", "moved.csv", *options)
+            assert moved.code == 0, moved.err
+            assert moved.out.strip().endswith(
+                "0 inserted, 0 updated, 0 unchanged, 0 rejected; 1 row(s) of forgotten clients "
+                "left out (erased with rebook forget: never imported or mailed again)"
+            )
+        visits_again = clinic.rebook("import", "visits", "visits.csv")
+        assert visits_again.code == 0, visits_again.err
+        assert "2 row(s) of forgotten clients left out" in visits_again.out
+        run(engine, settings, "book")
+        run(engine, settings, "reminder")
+        assert "new0@example.com" not in smtp.handler.addresses()
+    assert ("c000",) not in clinic.rows(clients, "id")
+    assert ("c000",) not in clinic.rows(visits, "client_id")
+    assert "new0@example.com" not in every_text(clinic)
+
+
+def test_a_forgotten_address_under_a_new_id_is_left_out_with_its_visits(clinic):
+    """Their visits are counted as a forgotten client's, not refused for want of their client."""
+    with SmtpServer() as smtp:
+        settings, engine = clinic_with(clinic, smtp.port)
+        assert clinic.rebook("forget", "person0@example.com", "--yes").code == 0
+        clinic.write("new.csv", "id,email,marketing_consent\nc999,person0@example.com,yes\n")
+        clinic.write(
+            "new-visits.csv",
+            "id,client_id,starts_at,service,status\n"
+            "v999,c999,2026-08-01T10:00,massage,attended\nb999,c999,2026-11-26T10:00,massage,booked\n",
+        )
+        assert (
+            "1 row(s) of forgotten clients left out"
+            in clinic.rebook("import", "clients", "new.csv").out
+        )
+        visits_new = clinic.rebook("import", "visits", "new-visits.csv")
+        assert visits_new.code == 0, visits_new.err
+        assert "0 inserted" in visits_new.out and "2 row(s) of forgotten clients" in visits_new.out
+        # and with a new address later, under that id, still the person who asked
+        clinic.write("new.csv", "id,email,marketing_consent\nc999,other@example.com,yes\n")
+        assert "1 row(s) of forgotten clients" in clinic.rebook("import", "clients", "new.csv").out
+        run(engine, settings, "book")
+        run(engine, settings, "reminder")
+        assert not {"person0@example.com", "other@example.com"} & set(smtp.handler.addresses())
+    assert ("c999",) not in clinic.rows(clients, "id")
+
+
+def test_a_known_client_given_a_forgotten_address_is_not_forgotten_for_it(sqlite_clinic):
+    """Another client (a family member) typed in with the forgotten address: that row is
+    left out, but the client stays theirs, and their next address is taken."""
+    clinic_with(sqlite_clinic, free_port())
+    assert sqlite_clinic.rebook("forget", "person0@example.com", "--yes").code == 0
+    sqlite_clinic.write("c.csv", "id,email,marketing_consent\nc001,person0@example.com,no\n")
+    shared = sqlite_clinic.rebook("import", "clients", "c.csv")
+    assert "1 row(s) of forgotten clients left out" in shared.out
+    sqlite_clinic.write("c.csv", "id,email,marketing_consent\nc001,new1@example.com,no\n")
+    own = sqlite_clinic.rebook("import", "clients", "c.csv")
+    assert "0 inserted, 1 updated" in own.out and "forgotten" not in own.out
+    assert ("c001", "new1@example.com") in sqlite_clinic.rows(clients, "id", "email")
 
 
 def test_an_internationalised_domain_is_forgotten_in_either_spelling(clinic):

@@ -60,7 +60,7 @@ def test_importing_twice_changes_nothing_and_changes_are_counted(clinic):
     assert "0 inserted, 0 updated, 3 unchanged, 0 rejected" in again.out
     changed = clinic.write(
         "clients.csv",
-        CLIENTS.replace("no,,Australia", "yes,sports,Australia") + "    4,new@example.com,,,,,\n",
+        CLIENTS.replace("no,,Australia", "yes,sports,Australia") + "    4,new@example.com,,,,,,\n",
     )
     result = clinic.rebook("import", "clients", str(changed))
     assert "1 inserted, 1 updated, 2 unchanged, 0 rejected" in result.out
@@ -126,7 +126,7 @@ def test_a_file_with_bad_rows_imports_nothing_and_names_every_line(clinic):
 def test_skip_invalid_imports_the_rest_and_reports(clinic):
     bad = clinic.write(
         "clients.csv",
-        CLIENTS + "    4,not-an-address,A,B,yes,,\n    5,e@example.com,A,B,perhaps,,\n",
+        CLIENTS + "    4,not-an-address,A,B,yes,,,\n    5,e@example.com,A,B,perhaps,,,\n",
     )
     result = clinic.rebook("import", "clients", str(bad), "--skip-invalid")
     assert result.code == 0
@@ -304,7 +304,7 @@ def test_every_echoed_cell_is_escaped_and_cut_short(sqlite_clinic):
 def test_a_duplicate_id_in_one_file_names_both_lines(clinic):
     path = clinic.write(
         "clients.csv",
-        CLIENTS + "    2,other@example.com,Jack,Other,yes,,\n",
+        CLIENTS + "    2,other@example.com,Jack,Other,yes,,,\n",
     )
     result = clinic.rebook("import", "clients", str(path))
     assert result.code == 2
@@ -484,3 +484,72 @@ def test_an_import_that_waits_too_long_for_sqlite_says_so(sqlite_clinic):
         holder.close()
     assert result.code == 2 and "Traceback" not in result.err
     assert "clients.csv: nothing imported: the database stayed locked for 30 s" in result.err
+
+
+TAGGED = "id,email,first_name,last_name,marketing_consent,tags\n"
+
+
+def test_a_row_with_fewer_cells_than_the_header_is_a_bad_row(clinic):
+    path = clinic.write(
+        "clients.csv", TAGGED + "T1,t1@example.com,T,One,yes,\nT4,t4@example.com,T,Four\n"
+    )
+    result = clinic.rebook("import", "clients", str(path))
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "line 3: 4 cell(s) where the header has 6 column(s)" in result.err
+    assert count(clinic, clients) == 0
+    skipped = clinic.rebook("import", "clients", str(path), "--skip-invalid")
+    assert "1 inserted, 0 updated, 0 unchanged, 1 rejected" in skipped.out
+    assert clinic_ids(clinic) == ["T1"]
+    # a comma closing the header is no column: a row need not have a cell for it
+    path.write_text(TAGGED.replace("\n", ",\n") + "T5,t5@example.com,T,Five,yes,vip\n")
+    assert clinic.rebook("import", "clients", str(path)).code == 0
+
+
+@pytest.mark.parametrize(
+    ("last_line", "expected"),
+    [
+        ("T2,t2@example.com,T,Two,yes,do-not-con",
+         "line 3, the last, ends without a line break, so its last cell (tags 'do-not-con') may "
+         "be cut: the file is still being written, or was cut short; nothing imported"),
+        ("T2,t2@example.com,T,Two,yes,", "its last cell (tags '') may be cut"),
+        ("T2,t2@example.com,T,Two,yes,\"do-not-con", "line 3: unexpected end of data"),
+        ("T2,t2@example.com,T,Two,yes,do-not-con\"", "its last cell (tags 'do-not-con\"')"),
+        ("T4,t4@example.com,T,Four",
+         "line 3, the last, ends without a line break and has 4 of the header's 6 cells: the "
+         "file is still being written, or was cut short; nothing imported"),
+    ],
+)  # fmt: skip
+def test_a_last_line_cut_short_imports_nothing(sqlite_clinic, last_line, expected):
+    """The export still being saved when it is read: its last cell may be cut, so none of it goes in."""
+    path = sqlite_clinic.write(
+        "clients.csv", TAGGED + "T2,t2@example.com,T,Two,yes,do-not-contact\n"
+    )
+    assert sqlite_clinic.rebook("import", "clients", str(path)).code == 0
+    path.write_text(TAGGED + "T3,t3@example.com,T,Three,yes,\n" + last_line, encoding="utf-8")
+    for options in ((), ("--skip-invalid",), ("--dry-run",)):
+        result = sqlite_clinic.rebook("import", "clients", str(path), *options)
+        assert result.code == 2 and "Traceback" not in result.err
+        assert expected in result.err
+    assert sqlite_clinic.rows(clients, "id", "tags") == [("T2", "do-not-contact")]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        TAGGED
+        + 'T2,t2@example.com,T,Two,yes,"do-not-contact"',  # the last cell closed by its quote
+        TAGGED + '"T2","t2@example.com","T","Two","yes","do-not-contact"',  # every cell quoted
+        TAGGED.replace("tags", "tags,notes") + "T2,t2@example.com,T,Two,yes,do-not-contact,likes t",
+        TAGGED + "T2,t2@example.com,T,Two,yes,do-not-contact,and a cell past the header",
+        TAGGED.replace("\n", ",\n") + "T2,t2@example.com,T,Two,yes,do-not-contact,",
+        TAGGED + "T2,t2@example.com,T,Two,yes,do-not-contact\r\n\r\n",
+        TAGGED.replace("\n", "\r") + "T2,t2@example.com,T,Two,yes,do-not-contact\r",  # old Mac
+    ],
+)
+def test_a_last_line_without_a_line_break_that_is_whole_is_imported(sqlite_clinic, content):
+    path = sqlite_clinic.folder / "clients.csv"
+    path.write_bytes(content.encode())
+    result = sqlite_clinic.rebook("import", "clients", str(path))
+    assert result.code == 0, result.err
+    assert "1 inserted" in result.out
+    assert sqlite_clinic.rows(clients, "id", "tags") == [("T2", "do-not-contact")]

@@ -22,16 +22,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from campaigns.clients import csv_rows
 from campaigns.clients.csv_file import Kind, Progress, read_csv
 from campaigns.clients.writer import TableWriter, client_ids
-from campaigns.errors import BadRow, CsvError
+from campaigns.errors import BadRow, CsvError, StorageError
 from campaigns.store.database import BUSY_TIMEOUT_MS, REFRESH_STATISTICS_FROM, refresh_statistics
-from campaigns.store.forgotten import ForgetHasher, forgotten_hashes, hasher
+from campaigns.store.forgotten import ForgetHasher, forgotten_hashes, hasher, remember
+from campaigns.store.refusals import storage_failure
+from campaigns.store.tables import clients as client_rows
 
 BATCH_ROWS = 2_000  # rows per INSERT … ON CONFLICT round trip
 _TABLES = {"clients": ("clients", "client_tags"), "visits": ("visits",)}  # what an import writes
@@ -83,7 +85,10 @@ class ImportReport:
         if self.suppressed:
             text += f" ({self.suppressed} suppressed address(es) stay suppressed)"
         if self.forgotten:
-            text += f"; {self.forgotten} row(s) of forgotten clients left out"
+            text += (
+                f"; {self.forgotten} row(s) of forgotten clients left out (erased with rebook "
+                "forget: never imported or mailed again)"
+            )
         return text
 
 
@@ -98,9 +103,31 @@ def import_file(
     now: datetime | None = None,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Import one export file; raise CsvError (nothing written) if a row is bad."""
+    """Import one export file; nothing is written if a row is bad (CsvError) or the
+    database refuses the write, its disk full or read-only (StorageError)."""
     now = now or datetime.now(UTC)
     report = ImportReport(kind, path, dry_run=dry_run)
+    try:
+        _import_in_one_transaction(engine, report, clinic_zone, skip_invalid, now, progress)
+    except SQLAlchemyError as error:
+        refused = storage_failure(error, engine.url)
+        if refused is None:
+            raise
+        raise StorageError(f"{path}: nothing imported: {refused}") from None
+    if not dry_run and report.inserted + report.updated >= REFRESH_STATISTICS_FROM:
+        refresh_statistics(engine, *_TABLES[kind])
+    return report
+
+
+def _import_in_one_transaction(
+    engine: Engine,
+    report: ImportReport,
+    clinic_zone: tzinfo,
+    skip_invalid: bool,
+    now: datetime,
+    progress: Progress | None,
+) -> None:
+    path = report.path
     with engine.connect() as connection:
         connection = connection.execution_options(sqlite_immediate=True)
         transaction = begin_import(
@@ -115,13 +142,10 @@ def import_file(
         except BaseException:
             transaction.rollback()
             raise
-        if dry_run:
+        if report.dry_run:
             transaction.rollback()
         else:
             transaction.commit()
-    if not dry_run and report.inserted + report.updated >= REFRESH_STATISTICS_FROM:
-        refresh_statistics(engine, *_TABLES[kind])
-    return report
 
 
 def lock_imports(connection: Connection) -> None:
@@ -159,31 +183,66 @@ def _import_rows(
 ) -> None:
     writer = TableWriter(connection, report.kind, report, now)
     known = client_ids(connection) if report.kind == "visits" else None
-    forgotten = Forgotten.load(connection, report.kind)
+    forgotten = Forgotten.load(connection)
     for batch in _batches(_valid_rows(report, clinic_zone, known, forgotten, progress)):
         writer.write(batch)
     writer.finish()
+    if forgotten is not None:
+        forgotten.remember_new_ids(connection, now)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Forgotten:
-    """The hashes of forgotten addresses (a clients file) or client ids (a visits file)."""
+    """Forgotten addresses and client ids (``rebook forget``), by their keyed hashes.
+
+    A client row is left out by either. One left out by its address alone,
+    under an id rebook has not seen, is the same person under a new id in
+    the practice software (or someone who shares the address, which was
+    erased for everyone who had it): that id is remembered as forgotten too,
+    in the import's transaction, so their visits are left out with them
+    rather than refused for want of their client, and a later address under
+    that id does not bring them back. A client rebook already has keeps
+    their row as it was, and is not forgotten for it.
+    """
 
     hasher: ForgetHasher
-    hashes: set[str]
+    addresses: set[str]
+    clients: set[str]
+    new_ids: dict[str, str] = field(default_factory=dict)  # id → its hash, met under a
+    # forgotten address
 
     @classmethod
-    def load(cls, connection: Connection, kind: Kind) -> Forgotten | None:
+    def load(cls, connection: Connection) -> Forgotten | None:
         """None while nobody was ever forgotten: then no row is hashed at all."""
-        hashes = forgotten_hashes(connection, "address" if kind == "clients" else "client")
-        found = hasher(connection) if hashes else None
-        return None if found is None else cls(found, hashes)
-
-    def address(self, record: dict) -> bool:
-        return self.hasher.address(record["email"]) in self.hashes
+        found = hasher(connection)
+        if found is None:
+            return None
+        addresses = forgotten_hashes(connection, "address")
+        return cls(found, addresses, forgotten_hashes(connection, "client"))
 
     def client(self, client_id: str) -> bool:
-        return self.hasher.client(client_id) in self.hashes
+        return self.hasher.client(client_id) in self.clients
+
+    def left_out(self, record: dict) -> bool:
+        """Whether a client record is a forgotten client's (its id or its address)."""
+        hashed = self.hasher.client(record["id"])
+        if hashed in self.clients:
+            return True
+        if self.hasher.address(record["email"]) not in self.addresses:
+            return False
+        self.new_ids[record["id"]] = hashed
+        return True
+
+    def remember_new_ids(self, connection: Connection, now: datetime) -> None:
+        """Forget the ids met under a forgotten address, but those of clients rebook has."""
+        ids = list(self.new_ids)  # as few as the people forgotten: one query per batch is plenty
+        known: set[str] = set()
+        for start in range(0, len(ids), BATCH_ROWS):
+            query = select(client_rows.c.id).where(
+                client_rows.c.id.in_(ids[start : start + BATCH_ROWS])
+            )
+            known.update(connection.execute(query).scalars())
+        remember(connection, "client", [self.new_ids[i] for i in ids if i not in known], now)
 
 
 def _valid_rows(
@@ -196,19 +255,20 @@ def _valid_rows(
     """Each good row as a record; each bad one counted in ``report``.
 
     A row of a forgotten client is left out and counted, neither imported
-    nor rejected: a clients row by its address (the same person under a new
-    id stays forgotten; under a new address, they are someone who came back),
-    a visits row by its client id when that client is not imported.
+    nor rejected: a clients row by its id or its address (``Forgotten``), a
+    visits row by its client id when that client is not imported.
 
     ``first_lines`` (id → line) costs about 125 bytes per row (peak RSS 70 →
     200 MB at a million visits), the price of naming both lines of a duplicate.
     """
     first_lines: dict[str, int] = {}
-    for line, row in read_csv(report.path, report.kind, progress):
+    for line, row, problem in read_csv(report.path, report.kind, progress):
         try:
+            if problem:
+                raise ValueError(problem)
             if known_clients is None:
                 record = csv_rows.parse_client(row)
-                if forgotten is not None and forgotten.address(record):
+                if forgotten is not None and forgotten.left_out(record):
                     report.forgotten += 1
                     continue
             else:

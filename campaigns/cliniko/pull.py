@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 import httpx
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from campaigns.clients import csv_rows
 from campaigns.clients.importer import (
@@ -41,6 +42,7 @@ from campaigns.clients.writer import TableWriter, client_ids
 from campaigns.cliniko import mapping
 from campaigns.cliniko.api import ClinikoApi, ClinikoError
 from campaigns.config import Settings
+from campaigns.store.refusals import storage_failure
 from campaigns.store.tables import app_state, clients
 from campaigns.store.upsert import set_state
 
@@ -297,6 +299,17 @@ def _write(engine: Engine, staging: Staging, report: SyncReport, now: datetime, 
     Two syncs may overlap (a slow one by hand, the service's): the one that
     began earlier holds older data, and must not write over the later one's.
     """
+    try:
+        _write_in_one_transaction(engine, staging, report, now, progress, rules)
+    except SQLAlchemyError as error:  # the database's disk full, or read-only
+        refused = storage_failure(error, engine.url)
+        if refused is None:
+            raise
+        raise ClinikoError(f"nothing written: {refused}") from None
+
+
+def _write_in_one_transaction(engine: Engine, staging: Staging, report: SyncReport, now,
+                              progress, rules: str) -> None:  # fmt: skip
     with engine.connect() as connection:
         connection = connection.execution_options(sqlite_immediate=True)
         transaction = begin_import(connection, lambda why: ClinikoError(f"nothing written: {why}"))
@@ -316,23 +329,19 @@ def _write(engine: Engine, staging: Staging, report: SyncReport, now: datetime, 
 
 
 def _write_clients(connection: Connection, staging: Staging, report: SyncReport, now) -> None:
-    """A forgotten client stays forgotten by address and, unlike a CSV row, by Cliniko's id:
+    """A forgotten patient stays forgotten by Cliniko id and by address, as in a CSV import:
     the same patient with a new address is still the person who asked to be forgotten."""
-    by_address = Forgotten.load(connection, "clients")
-    by_id = Forgotten.load(connection, "visits")
+    forgotten = Forgotten.load(connection)
     writer = TableWriter(connection, "clients", report.clients, now)
     for batch in staging.batches("clients"):
-        if by_address is not None or by_id is not None:
-            kept = {
-                key: record
-                for key, record in batch.items()
-                if not (by_address and by_address.address(record))
-                and not (by_id and by_id.client(key))
-            }
+        if forgotten is not None:
+            kept = {key: record for key, record in batch.items() if not forgotten.left_out(record)}
             report.clients.forgotten += len(batch) - len(kept)
             batch = kept
         writer.write(list(batch.values()))
     writer.finish()
+    if forgotten is not None:
+        forgotten.remember_new_ids(connection, now)
     for batch in staging.batches("deleted"):
         # sections/patients.md, "Get Deleted Patients": only the id is left to act on
         withdraw = (
@@ -345,7 +354,7 @@ def _write_clients(connection: Connection, staging: Staging, report: SyncReport,
 
 def _write_visits(connection: Connection, staging: Staging, report, now, progress) -> None:
     known = client_ids(connection)
-    forgotten = Forgotten.load(connection, "visits")
+    forgotten = Forgotten.load(connection)
     writer = TableWriter(connection, "visits", report.visits, now)
     done, total = 0, staging.counts["visits"]
     for batch in staging.batches("visits"):

@@ -20,6 +20,7 @@ from campaigns.config import Database
 from campaigns.config.report import mask_secrets
 from campaigns.errors import ConfigError
 from campaigns.store.expressions import SQLITE_CONTROL_BUCKET, control_bucket
+from campaigns.store.refusals import storage_failure
 
 # The newest migration under campaigns/store/migrations/versions. When the database
 # already carries it, start-up does no migration work and never imports Alembic.
@@ -46,6 +47,9 @@ def open_database(config: Database, *, upgrade: bool = True) -> Engine:
                 pass
     except SQLAlchemyError as error:
         engine.dispose()
+        refused = storage_failure(error, engine.url)
+        if refused is not None:
+            raise refused from None
         reason = (
             getattr(error, "orig", None) or error
         )  # the driver's own words, when there are some
