@@ -7,10 +7,15 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from campaigns.errors import RebookError
 from jobs.logs import LOGGER, event
 from jobs.loops import RetryLater, Round
 
 log = logging.getLogger(LOGGER)
+
+
+class ImportRefused(RebookError):
+    """The database refused an import of ``[sync]`` files (a full or read-only disk)."""
 
 
 def files_round(engine, settings: Callable, clock: Callable[[], datetime],
@@ -30,10 +35,17 @@ def files_round(engine, settings: Callable, clock: Callable[[], datetime],
         if sync is None or (sync.clients is None and sync.visits is None):
             return None
         results = await asyncio.to_thread(sync_files, engine, settings(), clock())
+        said = {result.outcome for result in results}
         for result in results:
-            _log_sync(result)
-        if any(result.outcome == "imported" for result in results):
+            if result.outcome == "waiting" and "still incomplete" in said:
+                continue  # said when the clients file was first found cut short
+            if result.outcome != "failed":
+                _log_sync(result)
+        if "imported" in said:
             wake.set()
+        for result in results:
+            if result.outcome == "failed":  # the loop says it once, and tries again sooner
+                raise ImportRefused(result.detail)
         return sync.every.total_seconds()
 
     return one_round
@@ -50,9 +62,6 @@ def _log_sync(result) -> None:
               file=str(result.path), reason=result.detail)  # fmt: skip
     elif result.outcome == "incomplete":
         event(log, "sync file still being written: imported once whole", level=logging.WARNING,
-              file=str(result.path), reason=result.detail)  # fmt: skip
-    elif result.outcome == "failed":  # the database refused the write: disk full, read-only
-        event(log, "sync failed: the data stay as they were", level=logging.ERROR,
               file=str(result.path), reason=result.detail)  # fmt: skip
     elif result.outcome == "waiting":
         event(log, "sync waits for the clients file", file=str(result.path))
