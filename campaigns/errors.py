@@ -23,6 +23,15 @@ class RebookError(Exception):
     """Base of every error rebook raises on purpose."""
 
 
+class DatabaseUnavailable(RebookError):
+    """The database cannot be reached now: PostgreSQL down, restarting, refusing connections.
+
+    Not a mistake in the config (a wrong name or password is a ``ConfigError``):
+    the same command works once the database is back, so it exits 1, and
+    ``rebook run`` waits for it rather than refusing to start.
+    """
+
+
 class StorageError(RebookError):
     """The machine refused a write: the disk is full, or the database or a file is read-only.
 

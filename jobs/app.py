@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from campaigns.errors import StorageError, UserError
+from campaigns.errors import DatabaseUnavailable, StorageError, UserError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -82,8 +82,9 @@ _NO_ROOM = {errno.ENOSPC, errno.EDQUOT}
 _NOT_ALLOWED = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def refused_write(error: Exception, app: object) -> StorageError | None:
-    """``error`` as a ``StorageError`` when a disk or database is full or read-only, else None."""
+def refused_write(error: Exception, app: object) -> StorageError | DatabaseUnavailable | None:
+    """``error`` in one line when a disk or database is full or read-only, or the database
+    went away during the command (``DatabaseUnavailable``), else None."""
     if isinstance(error, OSError):
         if error.filename is None or error.errno not in _NO_ROOM | _NOT_ALLOWED:
             return None
@@ -96,9 +97,10 @@ def refused_write(error: Exception, app: object) -> StorageError | None:
     engine = app.__dict__.get("engine") if isinstance(app, App) else None
     if engine is None:  # opening the database says it itself (campaigns.store.database)
         return None
+    from campaigns.store.database import unavailable
     from campaigns.store.refusals import storage_failure
 
-    return storage_failure(error, engine.url)
+    return storage_failure(error, engine.url) or unavailable(error, engine.url)
 
 
 def local_time(moment: datetime | None, zone) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from campaigns.errors import StorageError, UserError
+from campaigns.errors import DatabaseUnavailable, StorageError, UserError
 from jobs import console, forgetting, operating, reporting, sending, serving
 from jobs.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, App, RebookGroup, local_time, pass_app
 
@@ -392,7 +392,7 @@ def main() -> None:
     except UserError as problem:
         console.error(str(problem))
         code = EXIT_USAGE
-    except StorageError as problem:  # a full or read-only disk: not a bug, not a mistake
+    except (StorageError, DatabaseUnavailable) as problem:  # the machine's trouble: exit 1
         console.error(str(problem))
         code = EXIT_FAILED
     sys.exit(code if isinstance(code, int) else EXIT_OK)

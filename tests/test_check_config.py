@@ -76,12 +76,20 @@ def test_a_bad_environment_variable_is_named_by_import_and_check(sqlite_clinic, 
         "postgresql+asyncpg://clinic:s3cr3t-pw@db.example/clinic",
         "postgresql://clinic:s3cr3t-pw@db.example",
         "postgresql://clinic:s3cr3t-pw@db.example:port/clinic",
-        "postgresql://clinic:s3cr3t-pw@127.0.0.1:1/clinic",  # valid, but nothing listens
     ],
 )
 def test_a_database_password_is_never_shown(sqlite_clinic, url):
     result = sqlite_clinic.rebook("check", env={"REBOOK_DATABASE__URL": url})
     assert_refused(result, "database.url", hidden="s3cr3t-pw")
+
+
+def test_a_database_nobody_answers_for_is_down_not_a_mistake_and_its_password_is_not_shown(
+    sqlite_clinic,
+):
+    url = "postgresql://clinic:s3cr3t-pw@127.0.0.1:1/clinic"  # valid, but nothing listens
+    result = sqlite_clinic.rebook("check", env={"REBOOK_DATABASE__URL": url})
+    assert result.code == 1 and "cannot be reached now" in result.err, result
+    assert "s3cr3t-pw" not in result.err + result.out and "Traceback" not in result.err
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "postgresql://"])

@@ -185,3 +185,25 @@ def test_status_names_what_is_failing_in_the_service_and_drops_it_once_it_works(
             assert list(failing["failing"]) == ["cliniko"]
             assert service.stop() == 0
     assert service.log().count("cliniko failing") == 1
+
+
+def test_a_command_during_an_outage_says_so_and_exits_1_a_wrong_database_name_exits_2(
+    postgres_url, tmp_path
+):
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    clinic = Clinic(folder, postgres_url.replace("postgres@", "postgres:Tr0ub4dor@"))
+    clinic.write_config()
+    assert clinic.rebook("status").code == 0
+    down = PostgresDown(postgres_url)
+    down.begin()
+    try:
+        during = clinic.rebook("status")
+    finally:
+        down.end()
+    assert during.code == 1, during
+    assert "cannot be reached now" in during.err and "not currently accepting" in during.err
+    assert "Tr0ub4dor" not in during.err + during.out and "Traceback" not in during.err
+    clinic.write_config(database_url=postgres_url.rsplit("/", 1)[0] + "/no_such_database")
+    wrong = clinic.rebook("status")
+    assert wrong.code == 2 and "no_such_database" in wrong.err, wrong

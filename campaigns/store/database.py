@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, inspect, text
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from campaigns.config import Database
 from campaigns.config.report import mask_secrets
-from campaigns.errors import ConfigError
+from campaigns.errors import ConfigError, DatabaseUnavailable
 from campaigns.store.expressions import SQLITE_CONTROL_BUCKET, control_bucket
 from campaigns.store.refusals import storage_failure
 
@@ -47,7 +47,7 @@ def open_database(config: Database, *, upgrade: bool = True) -> Engine:
                 pass
     except SQLAlchemyError as error:
         engine.dispose()
-        refused = storage_failure(error, engine.url)
+        refused = storage_failure(error, engine.url) or unavailable(error, engine.url)
         if refused is not None:
             raise refused from None
         reason = (
@@ -57,6 +57,34 @@ def open_database(config: Database, *, upgrade: bool = True) -> Engine:
             mask_secrets(f"database.url: cannot open {engine.url!r}: {reason}")
         ) from None
     return engine
+
+
+# What PostgreSQL and psycopg say of a mistake in database.url, not of a database that is
+# down: a name, a role or a password that is wrong, a host that does not exist.
+_MISTAKES = ("does not exist", "authentication failed", "no pg_hba.conf entry",
+             "name or service not known", "nodename nor servname", "invalid dsn",
+             "invalid connection option", "password")  # fmt: skip
+
+
+def unavailable(error: BaseException, url: URL) -> DatabaseUnavailable | None:
+    """``error`` as ``DatabaseUnavailable`` when the database is out of reach for now, else None.
+
+    A server that refuses connections, is starting up or shutting down, drops
+    the connection or does not answer in time; SQLite locked by another
+    process for longer than the busy timeout. A mistake in the URL (see
+    ``_MISTAKES``) is not: waiting would not fix it.
+    """
+    if not isinstance(error, OperationalError | InterfaceError):
+        return None
+    words = str(getattr(error, "orig", None) or error).strip()
+    first = words.splitlines()[0] if words else type(error).__name__
+    if url.get_backend_name() == "sqlite":
+        if "database is locked" not in words:
+            return None
+    elif any(mistake in words.lower() for mistake in _MISTAKES):
+        return None
+    where = url.render_as_string(hide_password=True)
+    return DatabaseUnavailable(mask_secrets(f"the database {where} cannot be reached now: {first}"))
 
 
 def _engine_options(config: Database) -> dict:
