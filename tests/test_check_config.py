@@ -77,11 +77,16 @@ def test_a_bad_environment_variable_is_named_by_import_and_check(sqlite_clinic, 
         "postgresql://clinic:s3cr3t-pw@db.example",
         "postgresql://clinic:s3cr3t-pw@db.example:port/clinic",
         "postgresql://clinic:s3cr3t-pw@127.0.0.1:1/clinic",  # valid, but nothing listens
+        "postgresql://rebook:Tr0ub4dor@s3cr3t-pw@127.0.0.1:5432/db",  # an '@' in the password
+        "postgresql://rebook:pass s3cr3t-pw@127.0.0.1:54x/db",  # a space, and a bad port
+        "postgresql://rebook:s3cr3t/pw@127.0.0.1:5432/db",  # a '/'
     ],
 )
 def test_a_database_password_is_never_shown(sqlite_clinic, url):
-    result = sqlite_clinic.rebook("check", env={"REBOOK_DATABASE__URL": url})
-    assert_refused(result, "database.url", hidden="s3cr3t-pw")
+    for command in (("check",), ("status",), ("plan",)):
+        result = sqlite_clinic.rebook(*command, env={"REBOOK_DATABASE__URL": url})
+        assert_refused(result, "database.url", hidden="s3cr3t")
+        assert "Tr0ub4dor" not in result.err
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "postgresql://"])

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from campaigns.config import load_settings
-from campaigns.config.report import mask_secrets
+from campaigns.config.report import mask_secrets, mask_url
 from campaigns.errors import ConfigError
 from campaigns.resources import example_config
+from campaigns.store.database import open_database
 
 from .conftest import BASE_CONFIG
 
@@ -355,14 +360,69 @@ def test_a_table_made_by_variables_alone_says_so_when_a_key_is_missing(tmp_path,
 @pytest.mark.parametrize(
     ("text", "masked"),
     [
-        ("postgresql+psycopg://clinic:s3cr%2Ft@db/clinic", "postgresql+psycopg://clinic:***@db/clinic"),
-        ("got 'postgres://u:p@h/d' here", "got 'postgres://u:***@h/d' here"),
+        ("postgresql+psycopg://clinic:s3cr%2Ft@db/clinic", "postgresql+psycopg://***@db/clinic"),
+        ("got 'postgres://u:p@h/d' here", "got 'postgres://***@h/d' here"),
         ("host=db password=hunter2 user=x", "host=db password=*** user=x"),
-        ("postgresql://clinic@db/clinic", "postgresql://clinic@db/clinic"),
+        ("host=db password='hun ter2': refused", "host=db password=***: refused"),
+        ("https://KEY0123@api.example/v1", "https://***@api.example/v1"),
+        ("got 'postgresql://u:Tr0ub4dor@x9Secret@h/d'", "got 'postgresql://***@h/d'"),
+        ("got 'postgresql://u:pass word@h:54x/d'", "got 'postgresql://***@h:54x/d'"),
     ],
 )  # fmt: skip
 def test_mask_secrets(text, masked):
     assert mask_secrets(text) == masked
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://u:pa/ss@h/d", "postgresql://***@h/d"),
+        ("postgresql://u:p@ss w@rd@h:5432/d", "postgresql://***@h:5432/d"),
+        ("postgresql:u:pw@h/d", "postgresql:***@h/d"),
+        ("postgresql://h/d", "postgresql://h/d"),
+    ],
+)
+def test_a_url_held_whole_is_masked_up_to_its_last_at(url, masked):
+    assert mask_url(url) == masked
+    assert mask_secrets(f"cannot open {url}: no", url) == f"cannot open {masked}: no"
+
+
+PASSWORD_PART = st.from_regex(r"pw[A-Za-z0-9]{2,6}", fullmatch=True)
+URL_SHAPES = st.tuples(
+    st.sampled_from(["postgresql", "postgres", "postgresql+psycopg", "postgresql+asyncpg",
+                     "sqlite", "mysql", "PostgreSQL", ""]),
+    st.sampled_from(["://", "://", ":", ":/"]),
+    st.sampled_from(["rebook", "", "a b", "u%40x", "rebook:"]),
+    st.lists(st.tuples(PASSWORD_PART, st.sampled_from(
+        ["@", "/", "?", "#", " ", ":", "%", "'", '"', "\\", "", "[", "]", "%40", "\t"]
+    )), min_size=1, max_size=4),
+    st.sampled_from(["127.0.0.1", "localhost", "[::1]", "[::1", ""]),
+    st.sampled_from(["", ":1", ":54x", ":99999", ":", ":-1"]),
+    st.sampled_from(["", "/db", "/", "/d b", "/db?sslmode=bogus", "?dbname=x", "/db?password=pwQQ"]),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=URL_SHAPES)
+def test_no_part_of_a_database_password_is_ever_shown_whatever_the_urls_shape(shape):
+    """Fuzzed malformed URLs: the config's check, then opening the database as every command does."""
+    scheme, separator, user, parts, host, port, path = shape
+    password = "".join(part + glue for part, glue in parts)
+    url = f"{scheme}{separator}{user}:{password}@{host}{port}{path}"
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "config.toml"
+        body = BASE_CONFIG.replace('"{database}"', json.dumps(url)).format()
+        config.write_text(body, encoding="utf-8")
+        try:
+            engine = open_database(load_settings(config).database)
+        except ConfigError as error:
+            message = str(error)
+        else:  # nothing listens, or PostgreSQL knows no such role: it opened nothing
+            engine.dispose()
+            pytest.fail(f"{url!r} opened a database")
+    assert "database.url" in message
+    leaked = [part for part, _ in parts if part in message]
+    assert not leaked, message
 
 
 def test_services_map_export_slugs_to_names_and_phone_is_optional(tmp_path):

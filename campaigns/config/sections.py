@@ -20,9 +20,7 @@ from pydantic import (
 )
 
 from campaigns.config.keys import GENERATE, dkim_private_key
-from campaigns.config.report import (
-    mask_secrets,
-)
+from campaigns.config.report import mask_url
 from campaigns.config.values import (
     MIN_SECRET_BYTES,
     MOST_VISITS,
@@ -102,15 +100,16 @@ class Database(Section):
     @field_validator("url")
     @classmethod
     def _known_backend(cls, url: str) -> str:
+        if _SQLITE_ANY.match(url):
+            return _sqlite_file(url)
+        _plain_userinfo(url)
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         if url.startswith("postgresql+psycopg://"):
             return _postgresql_database(url)
-        if _SQLITE_ANY.match(url):
-            return _sqlite_file(url)
         raise ValueError(
             "expected 'sqlite:///FILE' or 'postgresql+psycopg://user@host/db', "
-            f"got {mask_secrets(url)!r}"
+            f"got {mask_url(url)!r}"
         )
 
     @property
@@ -119,6 +118,24 @@ class Database(Section):
 
 
 _SQLITE_ANY = re.compile(r"^sqlite(?:\+\w+)?://")
+_NEEDS_ENCODING = re.compile(r"[@/?#\s]")
+
+
+def _plain_userinfo(url: str) -> None:
+    """A password holding '@', '/', '?', '#' or a space is read by every parser differently.
+
+    SQLAlchemy ends it at its first '@' and takes the rest for the host, which
+    psycopg then prints in its error ("failed to resolve host 'x9Secret@…'"):
+    refused here, before any of them sees it, and never echoed.
+    """
+    _, separator, rest = url.partition("://")
+    userinfo, at, _ = rest.rpartition("@")
+    if separator and at and _NEEDS_ENCODING.search(userinfo):
+        raise ValueError(
+            f"{mask_url(url)!r}: the user name or password (before the last '@') holds '@', "
+            "'/', '?', '#' or a space, which a URL must percent-encode: '@' as %40, '/' as "
+            "%2F, '?' as %3F, '#' as %23, a space as %20"
+        )
 
 
 def _sqlite_file(url: str) -> str:
@@ -127,7 +144,7 @@ def _sqlite_file(url: str) -> str:
     path = parts.path.removeprefix("/")
     if parts.netloc or not path or ":memory:" in path or "mode=memory" in parts.query:
         raise ValueError(
-            f"{url!r} is not a database file (an in-memory database forgets every import "
+            f"{mask_url(url)!r} is not a database file (an in-memory database forgets every import "
             "when rebook exits): expected 'sqlite:///rebook.db' or 'sqlite:////abs/path.db'"
         )
     return url
@@ -139,10 +156,10 @@ def _postgresql_database(url: str) -> str:
     try:
         parts.port  # noqa: B018 - reading it is the check
     except ValueError:
-        raise ValueError(f"the port in {mask_secrets(url)!r} is not a number") from None
+        raise ValueError(f"the port in {mask_url(url)!r} is not a number") from None
     if not parts.path.strip("/") and "dbname=" not in parts.query:
         raise ValueError(
-            f"{mask_secrets(url)!r} names no database: expected "
+            f"{mask_url(url)!r} names no database: expected "
             "'postgresql+psycopg://user@host/DATABASE'"
         )
     return url
