@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 
 import pytest
 
@@ -141,3 +142,14 @@ def test_preview_and_send_sign_the_same_unsubscribe_link(clinic, secret):
     previewed = email.message_from_string(shown.out, policy=email.policy.default)
     assert delivered["List-Unsubscribe"] == previewed["List-Unsubscribe"]
     assert "/unsubscribe/" in delivered["List-Unsubscribe"]
+
+
+def test_a_fifo_named_by_the_config_or_as_the_config_is_refused_not_waited_on(sqlite_clinic):
+    """open() of a FIFO waits for a writer: check would hang forever, and a service start too."""
+    os.mkfifo(sqlite_clinic.folder / "relay-ca.pem")
+    sqlite_clinic.write_config('[smtp]\nca_file = "relay-ca.pem"\n')
+    assert_refused(sqlite_clinic.rebook("check"), "smtp.ca_file: ", "relay-ca.pem is a named pipe")
+    os.mkfifo(sqlite_clinic.folder / "piped.toml")
+    assert_refused(
+        sqlite_clinic.rebook("--config", "piped.toml", "check"), "piped.toml is a named pipe"
+    )

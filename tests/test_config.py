@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import tempfile
 import textwrap
 from pathlib import Path
@@ -317,8 +319,82 @@ def test_a_web_secret_of_16_bytes_is_enough(tmp_path, monkeypatch):
     assert load_settings(write(tmp_path)).web.secret.get_secret_value() == "sixteen-bytes!!!"
 
 
-def test_a_short_web_secret_in_the_file_names_the_key(tmp_path):
-    assert "web.secret: too short" in error_of(write(tmp_path, "[web]\nsecret = 'short'\n"))
+PEM_IN_FILE = '"""-----BEGIN PRIVATE KEY-----\nSEKRET0123\n-----END PRIVATE KEY-----"""'
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value", "variable", "rotate"),
+    [
+        ("smtp", "password", "'SEKRET0123'", "REBOOK_SMTP__PASSWORD", "mail provider"),
+        ("web", "secret", "'SEKRET0123-long-enough-to-pass'", "REBOOK_WEB__SECRET", "a new one"),
+        ("web", "secret", "'SEKRET0123'", "REBOOK_WEB__SECRET", "a new one"),
+        ("dkim", "private_key", PEM_IN_FILE, "REBOOK_DKIM__PRIVATE_KEY", "new selector"),
+        ("sync.cliniko", "api_key", "'SEKRET0123-au1'", "REBOOK_SYNC__CLINIKO__API_KEY", "Cliniko"),
+    ],
+)
+def test_a_secret_written_in_the_file_is_refused_and_never_echoed(
+    tmp_path, table, key, value, variable, rotate
+):
+    extra = f"[{table}]\n{key} = {value}\n"
+    if table == "dkim":
+        extra += 'domain = "waso.example"\nselector = "s1"\n'
+    message = error_of(write(tmp_path, extra))
+    assert f"  {table}.{key}: a secret is never written in the config file" in message
+    assert f"set {variable} in rebook's environment" in message
+    assert "if this file was shared" in message and rotate in message
+    assert "SEKRET" not in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('[smtp]\nhost = ""\n', "smtp.host"),
+        ('[smtp]\nhost = "relay example"\n', "smtp.host"),
+        ('[smtp]\nusername = ""\n', "smtp.username"),
+        ('maildir = ""\n', "mail.maildir"),  # appended to [mail]
+        ('templates = " "\n', "templates"),
+        ('[sync]\nclients = ""\n', "sync.clients"),
+        ("[segments.a]\ntags_any = ['']\n", "segments.a.tags_any.0"),
+        ("[segments.a]\n[campaigns.c]\nsegment = 'a'\ntemplate = ''\nsubject = 'Hi'\n",
+         "campaigns.c.template"),
+        ("[segments.a]\n[campaigns.c]\nsegment = 'a'\narticles = 'a/*.md'\nsubject = ' '\n",
+         "campaigns.c.subject"),
+    ],
+)  # fmt: skip
+def test_an_empty_value_is_refused_where_it_would_mean_nothing(tmp_path, extra, key):
+    message = error_of(write(tmp_path, extra))
+    assert f"{key}: " in message, message
+
+
+@pytest.mark.parametrize("key", ["name", "address"])
+def test_a_clinic_without_a_name_or_address_is_refused(tmp_path, key):
+    base = BASE_CONFIG.replace(f'{key} = "', f'{key} = "  ", old_{key} = "')
+    base = re.sub(rf'{key} = "  ", old_{key} = "[^"]*"', f'{key} = "  "', base)
+    assert f"clinic.{key}: is empty" in error_of(write(tmp_path, base=base))
+
+
+def test_an_empty_smtp_password_in_the_environment_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("REBOOK_SMTP__PASSWORD", "")
+    assert "REBOOK_SMTP__PASSWORD (smtp.password): is empty" in error_of(write(tmp_path))
+
+
+@pytest.mark.parametrize("what", ["fifo", "device", "folder"])
+def test_a_config_file_that_is_no_regular_file_is_refused_not_waited_on(tmp_path, what):
+    path = {"fifo": tmp_path / "config.toml", "device": Path("/dev/zero"), "folder": tmp_path}[what]
+    if what == "fifo":
+        os.mkfifo(path)
+    message = error_of(path)
+    assert str(path) in message and {"fifo": "named pipe (FIFO)", "device": "a device",
+                                     "folder": "a folder"}[what] in message  # fmt: skip
+
+
+def test_export_files_and_templates_of_the_wrong_kind_are_refused(tmp_path):
+    os.mkfifo(tmp_path / "clients.csv")
+    (tmp_path / "templates").write_text("not a folder")
+    message = error_of(write(tmp_path, "[sync]\nclients = 'clients.csv'\nvisits = 'later.csv'\n"))
+    assert "sync.clients: " in message and "clients.csv is a named pipe (FIFO)" in message
+    assert "templates: " in message and "is not a folder" in message
+    assert "sync.visits" not in message  # an export yet to come is fine
 
 
 @pytest.mark.parametrize(

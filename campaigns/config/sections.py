@@ -28,9 +28,12 @@ from campaigns.config.values import (
     Age,
     DnsName,
     Duration,
+    FilePath,
+    Host,
     PublicUrl,
     RateValue,
     ScheduleValue,
+    Text,
     TimeZone,
     Url,
     Window,
@@ -59,8 +62,8 @@ Phone = Annotated[str, AfterValidator(_phone)]
 
 
 class Clinic(Section):
-    name: str
-    address: str
+    name: Text
+    address: Text
     timezone: TimeZone
     booking_url: Url
     website: Url | None = None
@@ -169,22 +172,30 @@ class Mail(Section):
     from_: Address = Field(alias="from")
     reply_to: Address | None = None
     transport: Literal["smtp", "maildir"] = "maildir"
-    maildir: Path = Path("sent-mail")
+    maildir: FilePath = Path("sent-mail")
     unsubscribe_mailto: Address | None = None
 
 
 class Smtp(Section):
-    host: str = "localhost"
+    host: Host = "localhost"
     port: int = Field(587, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "starttls"
-    username: str | None = None
+    username: Text | None = None
     password: SecretStr | None = None
     timeout: Duration = timedelta(seconds=30)
     connections: int = Field(4, ge=1, le=64)
     rate_limit: RateValue | None = None
     max_attempts: int = Field(5, ge=1, le=100)
     retry_backoff: Duration = timedelta(minutes=1)
-    ca_file: Path | None = None  # a private CA's PEM to verify the relay by (starttls, tls)
+    ca_file: FilePath | None = None  # a private CA's PEM to verify the relay by (starttls, tls)
+
+    @field_validator("password")
+    @classmethod
+    def _not_empty(cls, password: SecretStr | None) -> SecretStr | None:
+        """An empty password would be sent and refused: a relay without login wants none."""
+        if password is not None and not password.get_secret_value():
+            raise ValueError("is empty: unset it for a relay that takes mail without a login")
+        return password
 
     @model_validator(mode="after")
     def _retries_end(self) -> Smtp:
@@ -253,7 +264,7 @@ class Dkim(Section):
 
     domain: DnsName
     selector: DnsName
-    private_key_file: Path | None = None
+    private_key_file: FilePath | None = None
     private_key: SecretStr | None = None
 
     @field_validator("private_key")
@@ -299,7 +310,7 @@ class Segment(Section):
     """The rules of one segment; a client belongs when every rule given holds."""
 
     description: str = ""
-    services: list[str] | None = Field(None, min_length=1)
+    services: list[Text] | None = Field(None, min_length=1)
     last_visit_older_than: Age | None = None
     last_visit_newer_than: Duration | None = None
     first_visit_newer_than: Duration | None = None
@@ -307,16 +318,16 @@ class Segment(Section):
     visits_at_most: int | None = Field(None, ge=0, le=MOST_VISITS)
     booked: bool | None = None
     next_visit_within: Duration | None = None
-    tags_any: list[str] | None = Field(None, min_length=1)
-    tags_none: list[str] | None = Field(None, min_length=1)
+    tags_any: list[Text] | None = Field(None, min_length=1)
+    tags_none: list[Text] | None = Field(None, min_length=1)
 
 
 class Campaign(Section):
     segment: str
     kind: Literal["marketing", "transactional"] = "marketing"
-    template: str | None = None
-    articles: list[str] | str | None = None
-    subject: str | None = None
+    template: Text | None = None
+    articles: list[Text] | Text | None = None
+    subject: Text | None = None
     schedule: ScheduleValue | None = None
     repeat_after: Duration | None = None
     enabled: bool = True
