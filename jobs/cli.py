@@ -85,9 +85,10 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
     template that would fail for a real client fails here first; a subject or
     line that then reads badly (", how is your back?") is a warning. With
     [dkim], the key is loaded and the DNS TXT record to publish is printed.
-    With --smtp, a server that cannot be reached, refuses the login or shows a
-    certificate that does not verify exits 1. With --sync, one call to
-    Cliniko's API names the account reached; a refused key exits 2.
+    With --smtp, each step to the relay is taken in turn (connect, TLS,
+    STARTTLS and AUTH offered, login) and the first that fails is named,
+    exit 1. With --sync, one call to Cliniko's API names the account
+    reached; a refused key exits 2.
 
     \b
     Example:
@@ -172,24 +173,14 @@ def _print_dkim(app: App) -> None:
 def _check_smtp(settings) -> int:
     import asyncio
 
-    from campaigns.delivery.transports import TransportUnavailable
-    from campaigns.delivery.transports.smtp import SmtpTransport
+    from campaigns.delivery.relay_check import RelayProblem, reach_relay
 
-    smtp = settings.smtp
-    transport = SmtpTransport(smtp.model_copy(update={"connections": 1}))
     try:
-        asyncio.run(_open_and_close(transport))
-    except TransportUnavailable as error:
-        console.error(str(error))
+        click.echo(asyncio.run(reach_relay(settings.smtp)))
+    except RelayProblem as problem:
+        console.error(str(problem))
         return EXIT_FAILED
-    who = f" as {smtp.username}" if smtp.username else ""
-    click.echo(f"smtp: connected to {smtp.host}:{smtp.port} ({smtp.security}){who}")
     return EXIT_OK
-
-
-async def _open_and_close(transport) -> None:
-    await transport.open()
-    await transport.close()
 
 
 @cli.group("import")
