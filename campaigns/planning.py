@@ -96,11 +96,14 @@ def status(connection: Connection, settings: Settings, now: datetime) -> Status:
     rows = []
     for name, campaign in settings.campaigns.items():
         times, problem = scheduled_times(name, campaign, zone, now, 1)
+        names = [name, *campaign.previous_names]  # its history under earlier names too
+        sent_at = [last_sent[n] for n in names if n in last_sent]
         rows.append(CampaignStatus(
             name, campaign.kind, state_of(campaign),
             str(campaign.schedule) if campaign.schedule else None,
-            times[0] if times else None, last.get(name), last_sent.get(name),
-            {status: counts.get((name, status), 0) for status in COUNTED}, problem,
+            times[0] if times else None, last.get(name), max(sent_at, default=None),
+            {status: sum(counts.get((n, status), 0) for n in names) for status in COUNTED},
+            problem,
         ))  # fmt: skip
     return Status(now, rows, *suppression_counts(connection))
 

@@ -95,6 +95,7 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
       rebook --config /etc/rebook/config.toml check --smtp
     """
     from campaigns.checks import (
+        check_ledger_names,
         check_maildir,
         check_public_url,
         check_relay_security,
@@ -109,11 +110,13 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
         raise UserError("\n".join(str(problem) for problem in problems))
     with app.engine.connect() as connection:
         results = check_segments(connection, settings, app.now())
+        renamed = check_ledger_names(connection, settings)
     for result in results:
         for warning in result.warnings:
             console.warn(f"{app.config_path}: segments.{result.name}: {warning}")
     warnings = [
-        *check_public_url(settings), *check_relay_security(settings), *check_sync_sources(settings)
+        *check_public_url(settings), *check_relay_security(settings),
+        *check_sync_sources(settings), *renamed,
     ]  # fmt: skip
     for warning in warnings:
         console.warn(f"{app.config_path}: {warning}")

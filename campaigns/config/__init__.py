@@ -140,8 +140,26 @@ def _check_references(sources: Sources, settings: Settings) -> None:
         for name, campaign in settings.campaigns.items()
         if campaign.segment not in settings.segments
     ]
+    problems += _previous_names_problems(settings)
     if problems:
         raise ConfigError(sources.report(problems))
+
+
+def _previous_names_problems(settings: Settings) -> list[Problem]:
+    """A previous name is history no campaign of the config still writes, claimed once."""
+    problems, claimed = [], {}
+    for name, campaign in settings.campaigns.items():
+        loc = ("campaigns", name, "previous_names")
+        for old in campaign.previous_names:
+            if old in settings.campaigns:
+                problems.append(Problem(loc, (
+                    f"{old!r} is a campaign of this config: only a name no campaign uses any "
+                    "more can carry its history over"
+                )))  # fmt: skip
+            elif old in claimed and claimed[old] != name:
+                problems.append(Problem(loc, f"{old!r} is a previous name of {claimed[old]} too"))
+            claimed.setdefault(old, name)
+    return problems
 
 
 API_KEY_VARIABLE = f"{ENV_PREFIX}SYNC__CLINIKO__API_KEY"

@@ -30,6 +30,7 @@ from campaigns.config.values import (
     Duration,
     FilePath,
     Host,
+    Name,
     PublicUrl,
     RateValue,
     ScheduleValue,
@@ -333,6 +334,8 @@ class Campaign(Section):
     enabled: bool = True
     # A share of each run's audience kept back, unsent, as a control group (0: none).
     holdout: float = Field(0.0, ge=0.0, le=0.5)
+    # Names it had before a rename: the ledger's rows under them count as this campaign's.
+    previous_names: list[Name] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _content(self) -> Campaign:
