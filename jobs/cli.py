@@ -127,6 +127,7 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
         ["segment", "members now", "used by"],
         [(r.name, r.members, ", ".join(r.campaigns) or "-") for r in results],
     )
+    operating.print_schedules(settings, app.now())
     _print_dkim(app)
     code = _check_smtp(settings) if smtp_login else EXIT_OK
     if reach_cliniko:
