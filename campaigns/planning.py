@@ -48,9 +48,12 @@ def upcoming(campaign: Campaign, zone: ZoneInfo, after: datetime, count: int) ->
     if schedule.cron is not None:
         return timing.cron_runs(schedule.cron, zone, after, count)
     times: list[datetime] = []
-    for _ in range(count):
-        after = timing.next_run(schedule, zone, after)
-        times.append(after)
+    try:
+        for _ in range(count):
+            after = timing.next_run(schedule, zone, after)
+            times.append(after)
+    except OverflowError:
+        pass  # "every 36500d", a thousand times: past 9999-12-31, where the calendar ends
     return times
 
 

@@ -16,6 +16,8 @@ from campaigns.errors import UserError
 from jobs import console, forgetting, operating, reporting, sending, serving
 from jobs.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, App, local_time, pass_app
 
+MOST_SHOWN = 1_000_000_000  # --limit: beyond any clinic, within every database's integers
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
@@ -42,8 +44,14 @@ def cli(context: click.Context, config_path: Path) -> None:
     context.obj = App(config_path)
 
 
+def _folder(context, parameter, value: str) -> Path:
+    if not value.strip():
+        raise click.BadParameter("is empty: name the folder to write, e.g. my-clinic")
+    return Path(value)
+
+
 @cli.command()
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folder", type=click.Path(file_okay=False), callback=_folder)
 @click.option(
     "--sample-data", is_flag=True, help="Also write a sample clinic's exports to try every command."
 )
@@ -257,8 +265,9 @@ def import_visits(app: App, path: Path, dry_run: bool, skip_invalid: bool) -> in
 @cli.command()
 @click.argument("name")
 @click.option(
-    "--limit", type=click.IntRange(min=0), help="Show at most N clients [table: 20, --json: all]."
-)
+    "--limit", type=click.IntRange(0, MOST_SHOWN),
+    help="Show at most N clients [table: 20, --json: all].",
+)  # fmt: skip
 @click.option("--count", "count_only", is_flag=True, help="Print the number of members alone.")
 @click.option("--json", "as_json", is_flag=True, help="Print the members as JSON.")
 @pass_app

@@ -10,6 +10,7 @@ from jobs import console
 from jobs.app import EXIT_OK, EXIT_USAGE, App, pass_app
 
 TIME_FORM = "a local time like 2026-10-23T00:00 (or with an offset, 2026-10-23T00:00+01:00)"
+FIRST_YEAR, LAST_YEAR = 1900, 2200  # as visit times: beyond them the calendar itself runs out
 
 
 def _iso(moment: datetime | None, zone) -> str | None:
@@ -145,9 +146,14 @@ def _local_start(context, parameter, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value)
+        start = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not {TIME_FORM}") from None
+    if not FIRST_YEAR <= start.year <= LAST_YEAR:
+        raise click.BadParameter(
+            f"{value!r}: expected a time between the years {FIRST_YEAR} and {LAST_YEAR}"
+        )
+    return start
 
 
 @click.command()
@@ -173,7 +179,7 @@ def plan(app: App, start: datetime | None, runs: int, as_json: bool) -> int:
     \b
     Examples:
       rebook plan
-      rebook plan --runs 3 --json
+      rebook plan --runs 10 --json
       rebook plan --from 2026-10-23T00:00 --runs 4
     """
     from campaigns.planning import plan as campaign_plan

@@ -21,14 +21,19 @@ def _duration(context, parameter, value: str | None):
         raise click.BadParameter(str(error)) from None
 
 
+def _html_path(context, parameter, value: str | None) -> Path | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty: name the file to write, e.g. report.html")
+    return None if value is None else Path(value)
+
+
 @click.command()
 @click.option("--since", metavar="D", callback=_duration,
               help="Only emails sent in the last D (e.g. 90d, 12w) [all].")  # fmt: skip
 @click.option("--campaign", "name", metavar="NAME", help="Only this campaign.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--html", "html_path", metavar="FILE",
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write a self-contained HTML page with charts to FILE.")  # fmt: skip
+@click.option("--html", "html_path", metavar="FILE", callback=_html_path,
+              help="Also write one HTML page with charts to FILE (-: stdout).")  # fmt: skip
 @pass_app
 def report(app: App, since, name: str | None, as_json: bool, html_path: Path | None) -> int:
     """Per campaign: sent, failed, bounced, unsubscribed, and the bookings that followed.
@@ -45,12 +50,21 @@ def report(app: App, since, name: str | None, as_json: bool, html_path: Path | N
       rebook report --since 90d --campaign book-next-massage
       rebook report --json
       rebook report --html report.html
+      rebook report --html -
     """
     from campaigns.outcomes import report as outcomes
 
+    to_stdout = html_path == Path("-")
+    if to_stdout and as_json:
+        raise click.UsageError("--html - and --json both write to standard output: choose one")
     with app.engine.connect() as connection:
         found = outcomes(connection, app.settings, app.now(), since=since, campaign=name)
     zone = app.settings.clinic.timezone
+    if to_stdout:
+        from jobs.report_page import page
+
+        click.echo(page(found, app.settings.clinic.name, zone), nl=False)
+        return EXIT_OK
     if html_path is not None:
         from jobs.report_page import write_page
 
