@@ -39,8 +39,9 @@ class Group:
     bookings: int = 0  # the bookings themselves
 
     @property
-    def rate(self) -> Interval:
-        return wilson(self.booked, self.clients)
+    def rate(self) -> Interval | None:
+        """The booking rate with its interval; None with no clients: no data is no rate."""
+        return wilson(self.booked, self.clients) if self.clients else None
 
     def __add__(self, other: Group) -> Group:
         return Group(self.clients + other.clients, self.booked + other.booked,
@@ -76,7 +77,8 @@ class CampaignOutcome:
 
     @property
     def comparison(self) -> Comparison | None:
-        if not self.control.clients:
+        """Recipients against the control group; None unless both groups have clients."""
+        if not self.control.clients or not self.recipients.clients:
             return None
         difference = newcombe(self.recipients.booked, self.recipients.clients,
                               self.control.booked, self.control.clients)  # fmt: skip

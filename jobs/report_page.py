@@ -19,6 +19,7 @@ from campaigns.errors import UserError
 from campaigns.stats import MEASURED
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+NO_DATA = "—"  # a rate of no clients: not 0%
 SENT_COLOUR, BOOKED_COLOUR, CONTROL_COLOUR = "#c9d3dd", "#2e7d5b", "#b5651d"
 STYLE = """
 body{font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2730;
@@ -119,7 +120,7 @@ As of {escape(when)} ({escape(str(zone))}).</p>
 
 def _campaign(campaign) -> str:
     recipients = campaign.recipients
-    rate = f"{recipients.rate.estimate * 100:.1f}%" if recipients.clients else "-"
+    rate = f"{recipients.rate.estimate * 100:.1f}%" if recipients.rate else NO_DATA
     parts = [
         f"<section><h2>{escape(campaign.name)}</h2>",
         f'<p class="big">{recipients.clients} sent, {recipients.booked} booked afterwards '
@@ -130,6 +131,12 @@ def _campaign(campaign) -> str:
         parts += [_weeks_chart(campaign), _weeks_table(campaign)]
     if campaign.comparison is not None:
         parts.append(_control(campaign))
+    elif campaign.control.clients:
+        control = campaign.control
+        parts.append(
+            f"<p>Control group: {control.clients} held out, {control.booked} booked afterwards "
+            f"({control.rate.estimate * 100:.1f}%); no emails sent to compare them with yet.</p>"
+        )
     parts.append("</section>")
     return "\n".join(parts)
 

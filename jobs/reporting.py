@@ -91,8 +91,8 @@ def _print(found, zone) -> None:
         ["campaign", "sent", "failed", "bounced", "unsubscribed", "booked after",
          "bookings", "control group"],
         [(c.name, c.recipients.clients, c.failed, c.bounced, c.unsubscribed,
-          f"{c.recipients.booked} ({_percent(c.recipients.rate.estimate)})"
-          if c.recipients.clients else "-",
+          f"{c.recipients.booked} ({_percent(c.recipients.rate)})"
+          if c.recipients.clients else NO_DATA,
           c.recipients.bookings, _control_cell(c)) for c in found.campaigns],
     )  # fmt: skip
     undated = sum(c.undated for c in found.campaigns)
@@ -104,12 +104,12 @@ def _print(found, zone) -> None:
 
 
 def _control_cell(campaign) -> str:
-    comparison = campaign.comparison
-    if comparison is None:
-        return "-"
-    control = campaign.control
-    lines = [f"{control.booked} of {control.clients} booked ({_percent(control.rate.estimate)})"]
-    lines.append(_in_words(comparison))
+    control, comparison = campaign.control, campaign.comparison
+    if not control.clients:
+        return NO_DATA
+    lines = [f"{control.booked} of {control.clients} booked ({_percent(control.rate)})"]
+    if comparison is not None:
+        lines.append(_in_words(comparison))
     return "\n".join(lines)
 
 
@@ -125,8 +125,12 @@ def _in_words(comparison) -> str:
     )
 
 
-def _percent(rate: float) -> str:
-    return f"{rate * 100:.1f}%"
+NO_DATA = "—"  # a rate of no clients: not 0%, which would say none of them booked
+
+
+def _percent(rate) -> str:
+    """A rate (an ``Interval``, or None for no clients) as people read it."""
+    return NO_DATA if rate is None else f"{rate.estimate * 100:.1f}%"
 
 
 def _points(difference: float) -> str:
@@ -134,7 +138,11 @@ def _points(difference: float) -> str:
 
 
 def as_data(found, zone) -> dict:
-    """The report for scripts: counts, rates as fractions, intervals as [low, high]."""
+    """The report for scripts: counts, rates as fractions, intervals as [low, high].
+
+    No data is null, never 0.0: a rate of no clients, the difference from a
+    control group when either group is empty.
+    """
     from campaigns.durations import format_duration
 
     return {
@@ -152,9 +160,11 @@ def _iso(moment, zone) -> str | None:
 
 
 def _group_data(group) -> dict:
+    """A group's counts and booking rate; with no clients the rate is null, as is its interval."""
     rate = group.rate
     return {"clients": group.clients, "booked": group.booked, "bookings": group.bookings,
-            "rate": rate.estimate, "rate_interval": [rate.low, rate.high]}  # fmt: skip
+            "rate": None if rate is None else rate.estimate,
+            "rate_interval": None if rate is None else [rate.low, rate.high]}  # fmt: skip
 
 
 def _campaign_data(campaign) -> dict:
@@ -163,10 +173,10 @@ def _campaign_data(campaign) -> dict:
         "name": campaign.name, "sent": campaign.recipients.clients, "failed": campaign.failed,
         "bounced": campaign.bounced, "unsubscribed": campaign.unsubscribed,
         "booked": campaign.recipients.booked, "bookings": campaign.recipients.bookings,
-        "booking_rate": campaign.recipients.rate.estimate if campaign.recipients.clients else None,
+        "booking_rate": _group_data(campaign.recipients)["rate"],
         "undated_visits": campaign.undated,
         "recipients": _group_data(campaign.recipients),
-        "control": None if comparison is None else _group_data(campaign.control),
+        "control": _group_data(campaign.control) if campaign.control.clients else None,
         "difference": None if comparison is None else {
             "points": comparison.difference.estimate * 100,
             "interval": [comparison.difference.low * 100, comparison.difference.high * 100],
