@@ -202,6 +202,12 @@ def import_group() -> None:
 
 def _import(app: App, kind: str, path: Path, dry_run: bool, skip_invalid: bool) -> int:
     from campaigns.clients.importer import import_file
+    from campaigns.config.files import check_regular
+
+    try:
+        check_regular(path, "an export file")  # a FIFO would wait forever, /dev/zero never end
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
     zone = app.settings.clinic.timezone
     with console.progress_bar(f"importing {path.name}", "bytes") as progress:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -152,6 +153,8 @@ ODD_ARGUMENTS = [
     (("unsubscribe", ""), "email is empty"),
     (("forget", "", "--yes"), "email is empty"),
     (("import", "clients", ""), "cannot open"),
+    (("import", "clients", "/dev/zero"), "/dev/zero is a device, not an export file"),
+    (("import", "visits", "pipe.csv"), "pipe.csv is a named pipe (FIFO)"),  # never waited on
     (("--config", "", "check"), "is a folder, not a config file"),
     (("init", ""), "'FOLDER': is empty"),
     (("init", "/proc/newclinic"), "cannot make the folder /proc/newclinic"),
@@ -167,6 +170,7 @@ def test_odd_arguments_get_a_message_and_exit_2_never_a_traceback(sqlite_clinic,
         SEGMENTS + "[campaigns.book]\nsegment = 'lapsed'\nsubject = 'Hi'\n"
         "template = 'reminders/book-next-massage'\nschedule = 'every 36500d'\n"
     )
+    os.mkfifo(sqlite_clinic.folder / "pipe.csv")
     result = sqlite_clinic.rebook(*args)
     assert result.code == 2, (result.out, result.err)
     assert "Traceback" not in result.err and said in result.err
