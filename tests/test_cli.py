@@ -152,7 +152,7 @@ ODD_ARGUMENTS = [
     (("send", ""), "no campaign named ''"),
     (("unsubscribe", ""), "email is empty"),
     (("forget", "", "--yes"), "email is empty"),
-    (("import", "clients", ""), "cannot open"),
+    (("import", "clients", ""), ". is a folder, not an export file"),
     (("import", "clients", "/dev/zero"), "/dev/zero is a device, not an export file"),
     (("import", "visits", "pipe.csv"), "pipe.csv is a named pipe (FIFO)"),  # never waited on
     (("--config", "", "check"), "is a folder, not a config file"),
