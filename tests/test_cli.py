@@ -156,6 +156,7 @@ ODD_ARGUMENTS = [
     (("import", "clients", "/dev/zero"), "/dev/zero is a device, not an export file"),
     (("import", "visits", "pipe.csv"), "pipe.csv is a named pipe (FIFO)"),  # never waited on
     (("--config", "", "check"), "is a folder, not a config file"),
+    (("--config", "/proc/self/mem", "check"), "/proc/self/mem: cannot read: Input/output error"),
     (("init", ""), "'FOLDER': is empty"),
     (("init", "/proc/newclinic"), "cannot make the folder /proc/newclinic"),
     (("init", "n" * 300), "cannot make the folder nnn"),

@@ -28,7 +28,10 @@ def read_regular(path: Path, what: str, limit: int = MOST_BYTES) -> bytes:
         raise ValueError(_os_reason(path, error, what)) from None
     with os.fdopen(descriptor, "rb") as file:
         _regular(os.fstat(descriptor), path, what)
-        data = file.read(limit + 1)
+        try:
+            data = file.read(limit + 1)
+        except OSError as error:  # /proc/self/mem calls itself a regular file
+            raise ValueError(_os_reason(path, error, what)) from None
     if len(data) > limit:
         raise ValueError(f"{path} is over {limit >> 20} MB: not {what}")
     return data
