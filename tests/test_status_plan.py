@@ -7,6 +7,9 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from campaigns.config import load_settings
 from campaigns.delivery.run import run_campaign
 from campaigns.store.tables import runs, sends
@@ -252,3 +255,26 @@ def test_a_day_of_month_and_a_weekday_both_must_match_and_check_and_plan_show_it
     sqlite_clinic.write_config(first_mondays)
     times = planned_json(sqlite_clinic, "--from", "2027-01-01T00:00")["nightly"]["runs"]
     assert [run["at"][:10] for run in times] == ["2027-01-04", "2027-02-01", "2027-03-01"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 12, 31, 23, 59)),
+    zone=st.sampled_from(["Australia/Perth", "Pacific/Kiritimati", "Pacific/Pago_Pago",
+                          "Europe/London", "America/Los_Angeles"]),
+    schedule=st.sampled_from(["every 36500d", "every 1s", "0 9 29 2 mon", "59 23 31 12 *",
+                              "0 0 1 1 *", "30 1 * * *"]),
+    count=st.integers(1, 1000),
+)  # fmt: skip
+def test_any_start_plan_accepts_lists_runs_without_a_traceback(start, zone, schedule, count):
+    """--from between 1900 and 2200, --runs up to 1000: the calendar may end, never the command."""
+    from zoneinfo import ZoneInfo
+
+    from campaigns.config import Campaign
+    from campaigns.planning import upcoming
+    from campaigns.timing import local_instant
+
+    campaign = Campaign(segment="s", template="t", subject="Hi", schedule=schedule)
+    zone = ZoneInfo(zone)
+    times = upcoming(campaign, zone, local_instant(start, zone) - timedelta(microseconds=1), count)
+    assert times == sorted(set(times)) and 0 < len(times) <= count
