@@ -148,8 +148,13 @@ def test_a_fifo_named_by_the_config_or_as_the_config_is_refused_not_waited_on(sq
     """open() of a FIFO waits for a writer: check would hang forever, and a service start too."""
     os.mkfifo(sqlite_clinic.folder / "relay-ca.pem")
     sqlite_clinic.write_config('[smtp]\nca_file = "relay-ca.pem"\n')
-    assert_refused(sqlite_clinic.rebook("check"), "smtp.ca_file: ", "relay-ca.pem is a named pipe")
+    assert_refused(
+        sqlite_clinic.rebook("check"),
+        "smtp.ca_file: ",
+        "relay-ca.pem is not a regular file but a FIFO",
+    )
     os.mkfifo(sqlite_clinic.folder / "piped.toml")
     assert_refused(
-        sqlite_clinic.rebook("--config", "piped.toml", "check"), "piped.toml is a named pipe"
+        sqlite_clinic.rebook("--config", "piped.toml", "check"),
+        "piped.toml is not a regular file but a FIFO",
     )

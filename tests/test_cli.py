@@ -152,10 +152,10 @@ ODD_ARGUMENTS = [
     (("send", ""), "no campaign named ''"),
     (("unsubscribe", ""), "email is empty"),
     (("forget", "", "--yes"), "email is empty"),
-    (("import", "clients", ""), ". is a folder, not an export file"),
-    (("import", "clients", "/dev/zero"), "/dev/zero is a device, not an export file"),
-    (("import", "visits", "pipe.csv"), "pipe.csv is a named pipe (FIFO)"),  # never waited on
-    (("--config", "", "check"), "is a folder, not a config file"),
+    (("import", "clients", ""), ". is not a regular file but a folder"),
+    (("import", "clients", "/dev/zero"), "/dev/zero is not a regular file but a device"),
+    (("import", "visits", "pipe.csv"), "pipe.csv is not a regular file but a FIFO"),  # never waited on
+    (("--config", "", "check"), ". is not a regular file but a folder: expected a config file"),
     (("--config", "/proc/self/mem", "check"), "/proc/self/mem: cannot read: Input/output error"),
     (("init", ""), "'FOLDER': is empty"),
     (("init", "/proc/newclinic"), "cannot make the folder /proc/newclinic"),

@@ -384,15 +384,15 @@ def test_a_config_file_that_is_no_regular_file_is_refused_not_waited_on(tmp_path
     if what == "fifo":
         os.mkfifo(path)
     message = error_of(path)
-    assert str(path) in message and {"fifo": "named pipe (FIFO)", "device": "a device",
-                                     "folder": "a folder"}[what] in message  # fmt: skip
+    assert str(path) in message and {"fifo": "but a FIFO", "device": "but a device",
+                                     "folder": "but a folder"}[what] in message  # fmt: skip
 
 
 def test_export_files_and_templates_of_the_wrong_kind_are_refused(tmp_path):
     os.mkfifo(tmp_path / "clients.csv")
     (tmp_path / "templates").write_text("not a folder")
     message = error_of(write(tmp_path, "[sync]\nclients = 'clients.csv'\nvisits = 'later.csv'\n"))
-    assert "sync.clients: " in message and "clients.csv is a named pipe (FIFO)" in message
+    assert "sync.clients: " in message and "clients.csv is not a regular file but a FIFO" in message
     assert "templates: " in message and "is not a folder" in message
     assert "sync.visits" not in message  # an export yet to come is fine
 

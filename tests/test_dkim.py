@@ -191,8 +191,8 @@ def test_a_key_with_escaped_line_breaks_in_the_environment_is_accepted(sqlite_cl
         ("EC", "keys/dkim.pem: the private key is not an RSA key"),
         ("encrypted", "keys/dkim.pem: the private key is protected by a passphrase"),
         ("short", "keys/dkim.pem: the RSA key has 512 bits"),
-        ("fifo", "keys/dkim.pem is a named pipe (FIFO), not a PEM key file"),  # no hang
-        ("device", "keys/dkim.pem is a device, not a PEM key file"),
+        ("fifo", "keys/dkim.pem is not a regular file but a FIFO: expected a PEM"),  # no hang
+        ("device", "keys/dkim.pem is not a regular file but a device"),
     ],
 )
 def test_a_bad_key_file_stops_every_command_naming_the_file(sqlite_clinic, key_pem, content, said):

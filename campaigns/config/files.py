@@ -59,12 +59,12 @@ def _regular(info: os.stat_result, path: Path, what: str) -> None:
         return
     kind = (
         "a folder" if stat.S_ISDIR(mode)
-        else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+        else "a FIFO" if stat.S_ISFIFO(mode)
         else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
         else "a socket" if stat.S_ISSOCK(mode)
-        else "not a regular file"
+        else "something else"
     )  # fmt: skip
-    raise ValueError(f"{path} is {kind}, not {what}")
+    raise ValueError(f"{path} is not a regular file but {kind}: expected {what}")
 
 
 def _os_reason(path: Path, error: OSError, what: str) -> str:
