@@ -91,8 +91,9 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
     Each campaign is rendered for a made-up client, also without the last or
     next visit its segment does not guarantee, and without a first name, so a
     template that would fail for a real client fails here first; a subject or
-    line that then reads badly (", how is your back?") is a warning. With
-    [dkim], the key is loaded and the DNS TXT record to publish is printed.
+    line that then reads badly (", how is your back?") is a warning. Each
+    scheduled campaign's next three runs are shown. With [dkim], the key is
+    loaded and the DNS TXT record to publish is printed.
     With --smtp, each step to the relay is taken in turn (connect, TLS,
     STARTTLS and AUTH offered, login) and the first that fails is named,
     exit 1. With --sync, one call to Cliniko's API names the account
