@@ -9,13 +9,13 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from campaigns.clients.segments import count_members
 from campaigns.config import Settings
 from campaigns.config.report import environment
-from campaigns.store.tables import client_tags, visits
+from campaigns.store.tables import UNSPENT_STATUSES, client_tags, sends, visits
 
 
 @dataclass
@@ -45,6 +45,31 @@ def check_segments(connection: Connection, settings: Settings, now: datetime) ->
                 result.warnings.append(f"tag {tag!r} is on no imported client")
         results.append(result)
     return results
+
+
+def check_ledger_names(connection: Connection, settings: Settings) -> list[str]:
+    """Campaigns the ledger sent that the config no longer has: renamed ones send again.
+
+    The ledger knows a campaign by its name; renamed, its clients are new to
+    it. A name kept in some campaign's ``previous_names`` is accounted for.
+    """
+    known = set(settings.campaigns) | {
+        old for campaign in settings.campaigns.values() for old in campaign.previous_names
+    }
+    query = (
+        select(sends.c.campaign, func.count(sends.c.client_id.distinct()))
+        .where(sends.c.status.not_in(UNSPENT_STATUSES))
+        .group_by(sends.c.campaign)
+        .order_by(sends.c.campaign)
+    )
+    return [
+        f"the ledger holds campaign {name!r}, which {clients} client(s) had, and the config "
+        f"no longer has it: if a campaign was renamed from it, add previous_names = "
+        f'["{name}"] to that campaign, or its clients get it again under the new name '
+        "(a campaign retired for good needs nothing)"
+        for name, clients in connection.execute(query)
+        if name not in known
+    ]
 
 
 def check_maildir(settings: Settings, config_path: Path) -> list[str]:

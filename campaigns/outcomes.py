@@ -39,8 +39,9 @@ class Group:
     bookings: int = 0  # the bookings themselves
 
     @property
-    def rate(self) -> Interval:
-        return wilson(self.booked, self.clients)
+    def rate(self) -> Interval | None:
+        """The booking rate with its interval; None with no clients: no data is no rate."""
+        return wilson(self.booked, self.clients) if self.clients else None
 
     def __add__(self, other: Group) -> Group:
         return Group(self.clients + other.clients, self.booked + other.booked,
@@ -76,7 +77,8 @@ class CampaignOutcome:
 
     @property
     def comparison(self) -> Comparison | None:
-        if not self.control.clients:
+        """Recipients against the control group; None unless both groups have clients."""
+        if not self.control.clients or not self.recipients.clients:
             return None
         difference = newcombe(self.recipients.booked, self.recipients.clients,
                               self.control.booked, self.control.clients)  # fmt: skip
@@ -106,29 +108,55 @@ def report(
     """Per campaign, emails since ``now - since`` (all, without) and what followed them."""
     window = settings.report.window
     start_from = now - since if since is not None else None
+    renamed = renames(settings)  # a previous name's emails are its campaign's
     known = set(settings.campaigns) | _ledger_campaigns(connection)
-    if campaign is not None and campaign not in known:
+    if campaign is not None and campaign not in known | set(renamed):
         raise UserError(
             f"no campaign named {campaign!r} in the config or the ledger "
             f"(known: {', '.join(sorted(known)) or 'none'})"
         )
-    others = sorted(known - set(settings.campaigns))  # no longer configured, still in the ledger
+    # no longer configured, still in the ledger
+    others = sorted(known - set(settings.campaigns) - set(renamed))
+    campaign = renamed.get(campaign, campaign)
     names = [campaign] if campaign is not None else [*settings.campaigns, *others]
-    found = {name: CampaignOutcome(name) for name in names}
+    found = Found({name: CampaignOutcome(name) for name in names}, renamed)
     if connection.dialect.name == "postgresql":
         # The planner's cost for a subquery per ledger row turns JIT on, whose compiling
         # took 2 s of a 3.7 s report at 10,000 clients: this query gains nothing from it.
         connection.exec_driver_sql("SET LOCAL jit = off")
-    _add_exposures(connection, found, window, settings.clinic.timezone, start_from, campaign)
-    _add_failures(connection, found, start_from, campaign)
+    zone, only = settings.clinic.timezone, found.ledger_names(campaign)
+    _add_exposures(connection, found, window, zone, start_from, only)
+    _add_failures(connection, found, start_from, only)
     return Report(now, start_from, window, list(found.values()))
+
+
+def renames(settings: Settings) -> dict[str, str]:
+    """Each previous name in the config, and the campaign that carries its history now."""
+    return {old: name for name, c in settings.campaigns.items() for old in c.previous_names}
+
+
+class Found(dict):
+    """The outcomes by campaign; a row under a previous name counts for its new one."""
+
+    def __init__(self, outcomes: dict[str, CampaignOutcome], renamed: dict[str, str]) -> None:
+        super().__init__(outcomes)
+        self.renamed = renamed
+
+    def of(self, ledger_name: str) -> CampaignOutcome | None:
+        return self.get(self.renamed.get(ledger_name, ledger_name))
+
+    def ledger_names(self, campaign: str | None) -> list[str] | None:
+        """The names ``campaign``'s rows are under in the ledger; None: every campaign."""
+        if campaign is None:
+            return None
+        return [campaign, *(old for old, new in self.renamed.items() if new == campaign)]
 
 
 def _ledger_campaigns(connection: Connection) -> set[str]:
     return set(connection.execute(select(sends.c.campaign).distinct()).scalars())
 
 
-def _add_exposures(connection, found, window, zone, start_from, campaign) -> None:
+def _add_exposures(connection, found, window, zone, start_from, only) -> None:
     """Recipients and control clients, by campaign and week, with what followed."""
     start = case(
         (sends.c.status == SENT, sends.c.sent_at),
@@ -137,8 +165,8 @@ def _add_exposures(connection, found, window, zone, start_from, campaign) -> Non
     rows = select(sends.c.campaign, sends.c.status, sends.c.client_id, start.label("start")).where(
         sends.c.status.in_((SENT, HELD_OUT))
     )
-    if campaign is not None:
-        rows = rows.where(sends.c.campaign == campaign)
+    if only is not None:
+        rows = rows.where(sends.c.campaign.in_(only))
     if start_from is not None:
         rows = rows.where(start >= start_from)
     # Weeks start on Monday at midnight on the clinic's clock (the offset of that first
@@ -187,13 +215,13 @@ def _add_exposures(connection, found, window, zone, start_from, campaign) -> Non
     weeks: dict[tuple[str, date], Week] = {}
     found_rows = connection.execute(query)
     for name, status, number, clients, booked, bookings, undated_, unsubscribed_ in found_rows:
-        outcome = found.get(name)
+        outcome = found.of(name)
         if outcome is None or number is None:
             continue
         # PostgreSQL sums counts as numeric: int() keeps JSON numbers numbers
         group = Group(clients, int(booked or 0), int(bookings or 0))
         monday = ORIGIN + timedelta(weeks=number)
-        week = weeks.setdefault((name, monday), Week(monday))
+        week = weeks.setdefault((outcome.name, monday), Week(monday))
         if status == SENT:
             outcome.recipients += group
             outcome.undated += int(undated_ or 0)
@@ -206,7 +234,7 @@ def _add_exposures(connection, found, window, zone, start_from, campaign) -> Non
         found[name].weeks.append(week)
 
 
-def _add_failures(connection, found, start_from, campaign) -> None:
+def _add_failures(connection, found, start_from, only) -> None:
     """Refused messages by campaign, and of them the hard bounces (the address suppressed)."""
     bounced = exists().where(
         suppressions.c.address == sends.c.email,
@@ -217,13 +245,14 @@ def _add_failures(connection, found, start_from, campaign) -> None:
         .where(sends.c.status == "failed")
         .group_by(sends.c.campaign)
     )
-    if campaign is not None:
-        query = query.where(sends.c.campaign == campaign)
+    if only is not None:
+        query = query.where(sends.c.campaign.in_(only))
     if start_from is not None:
         query = query.where(sends.c.updated_at >= start_from)
     for name, failed, bounced_ in connection.execute(query):
-        if name in found:
-            found[name].failed, found[name].bounced = failed, int(bounced_ or 0)
+        if (outcome := found.of(name)) is not None:
+            outcome.failed += failed
+            outcome.bounced += int(bounced_ or 0)
 
 
 __all__ = ["CampaignOutcome", "Comparison", "Group", "Report", "Week", "report"]

@@ -48,9 +48,12 @@ def upcoming(campaign: Campaign, zone: ZoneInfo, after: datetime, count: int) ->
     if schedule.cron is not None:
         return timing.cron_runs(schedule.cron, zone, after, count)
     times: list[datetime] = []
-    for _ in range(count):
-        after = timing.next_run(schedule, zone, after)
-        times.append(after)
+    try:
+        for _ in range(count):
+            after = timing.next_run(schedule, zone, after)
+            times.append(after)
+    except OverflowError:
+        pass  # "every 36500d", a thousand times: past 9999-12-31, where the calendar ends
     return times
 
 
@@ -96,11 +99,14 @@ def status(connection: Connection, settings: Settings, now: datetime) -> Status:
     rows = []
     for name, campaign in settings.campaigns.items():
         times, problem = scheduled_times(name, campaign, zone, now, 1)
+        names = [name, *campaign.previous_names]  # its history under earlier names too
+        sent_at = [last_sent[n] for n in names if n in last_sent]
         rows.append(CampaignStatus(
             name, campaign.kind, state_of(campaign),
             str(campaign.schedule) if campaign.schedule else None,
-            times[0] if times else None, last.get(name), last_sent.get(name),
-            {status: counts.get((name, status), 0) for status in COUNTED}, problem,
+            times[0] if times else None, last.get(name), max(sent_at, default=None),
+            {status: sum(counts.get((n, status), 0) for n in names) for status in COUNTED},
+            problem,
         ))  # fmt: skip
     return Status(now, rows, *suppression_counts(connection))
 

@@ -81,6 +81,18 @@ class Schedule:
         """The first run strictly after ``after`` (an aware datetime)."""
         return self.trigger(timezone).get_next_fire_time(None, after + timedelta(microseconds=1))
 
+    @property
+    def day_and_weekday(self) -> bool:
+        """Both the day of month and the weekday are set: it runs when *both* match.
+
+        That is APScheduler's reading, and rebook keeps it (``0 9 1-7 * mon`` is
+        the first Monday of the month); crontab runs when *either* matches.
+        """
+        if self.cron is None:
+            return False
+        fields = self.cron.split()
+        return fields[2] != "*" and fields[4] != "*"
+
     def __str__(self) -> str:
         return self.text
 

@@ -1,7 +1,15 @@
-"""``rebook init``: a folder a new clinic can start from."""
+"""``rebook init``: a folder a new clinic can start from.
+
+All or nothing: every file is written into a staging folder inside the
+target first, then moved into place, so a full disk, a folder rebook may
+not write in or a name the file system refuses leaves nothing behind but a
+clear error. Nothing already there is ever replaced, not even through a
+symbolic link.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from datetime import date
@@ -19,7 +27,29 @@ def write_starter(
 
     Refuses, writing nothing, if any of the files is already there.
     """
-    planned = {folder / "config.toml": example_config()}
+    planned = _planned(folder, sample_data=sample_data, templates=templates)
+    existing = [path for path in planned if os.path.lexists(path)]  # a dangling link is in the way
+    if existing:
+        raise UserError(
+            f"{existing[0]}: already exists; rebook init never overwrites "
+            f"({len(existing)} file(s) in the way)"
+        )
+    made = _make_folder(folder)
+    try:
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".rebook-init-") as scratch:
+            staged = _stage(Path(scratch), folder, planned, today)
+            _move_in(staged)
+    except OSError as error:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        where = error.filename or folder
+        raise UserError(f"rebook init: cannot write {where}: {error.strerror or error}") from None
+    return list(planned)
+
+
+def _planned(folder: Path, *, sample_data: bool, templates: bool) -> dict[Path, Path | None]:
+    """Each file to write, and the packaged file it copies (None: the sample exports)."""
+    planned: dict[Path, Path | None] = {folder / "config.toml": example_config()}
     if templates:
         source = default_templates()
         for path in sorted(source.rglob("*")):
@@ -28,26 +58,52 @@ def write_starter(
     if sample_data:
         planned[folder / "exports" / "clients.csv"] = None
         planned[folder / "exports" / "visits.csv"] = None
-    existing = [path for path in planned if path.exists()]
-    if existing:
+    return planned
+
+
+def _make_folder(folder: Path) -> Path | None:
+    """Make ``folder`` (and its parents); return the topmost one made, to undo on failure."""
+    missing = [path for path in (folder, *folder.parents) if not os.path.lexists(path)]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
         raise UserError(
-            f"{existing[0]}: already exists; rebook init never overwrites "
-            f"({len(existing)} file(s) in the way)"
-        )
-    folder.mkdir(parents=True, exist_ok=True)
-    for target, source_file in planned.items():
-        if source_file is not None:
+            f"rebook init: cannot make the folder {folder}: {error.strerror or error}"
+        ) from None
+    return missing[-1] if missing else None
+
+
+def _stage(scratch: Path, folder: Path, planned: dict, today: date) -> list[tuple[Path, Path]]:
+    """Write every file under ``scratch``; return (staged, final) pairs."""
+    pairs = []
+    for target, source in planned.items():
+        staged = scratch / target.relative_to(folder)
+        if source is not None:
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, staged)
+            pairs.append((staged, target))
+    if any(source is None for source in planned.values()):
+        for made in write_sample_clinic(scratch / "exports", today):
+            pairs.append((made, folder / "exports" / made.name))
+    return pairs
+
+
+def _move_in(staged: list[tuple[Path, Path]]) -> None:
+    """Rename each file into place; on a failure, take back the ones already moved."""
+    moved: list[Path] = []
+    try:
+        for source, target in staged:
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source_file, target)
-    if sample_data:
-        _write_sample(folder / "exports", today)
-    return list(planned)
-
-
-def _write_sample(exports: Path, today: date) -> None:
-    """Write the sample files beside each other first, then move them in place."""
-    with tempfile.TemporaryDirectory(dir=exports.parent) as scratch:
-        made = write_sample_clinic(Path(scratch), today)
-        exports.mkdir(exist_ok=True)
-        for path in made:
-            path.replace(exports / path.name)
+            if os.path.lexists(target):  # appeared since we looked
+                raise FileExistsError(17, "already exists", str(target))
+            source.rename(target)
+            moved.append(target)
+    except OSError:
+        for target in moved:
+            target.unlink(missing_ok=True)
+            for parent in target.parents:  # the folders made for it, if now empty
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+        raise

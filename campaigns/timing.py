@@ -71,8 +71,21 @@ def next_cron_run(cron: str, zone: ZoneInfo, after: datetime) -> datetime:
 
 
 def cron_runs(cron: str, zone: ZoneInfo, start: datetime, count: int) -> list[datetime]:
-    """The next ``count`` runs strictly after ``start``, for ``rebook plan --runs N``."""
-    return list(islice(_runs(cron, zone, start), max(count, 0)))
+    """The next ``count`` runs strictly after ``start``, for ``rebook plan --runs N``.
+
+    Fewer when the calendar ends first (year 9999: ``0 9 29 2 mon`` comes
+    every 28 years); ``ValueError`` only for a line that matches no date.
+    """
+    found: list[datetime] = []
+    try:
+        for run in islice(_runs(cron, zone, start), max(count, 0)):
+            found.append(run)
+    except OverflowError:
+        pass  # past 9999-12-31: Python's calendar ends there
+    except ValueError:
+        if not found:
+            raise
+    return found
 
 
 def _runs(cron: str, zone: ZoneInfo, after: datetime) -> Iterator[datetime]:

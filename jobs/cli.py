@@ -16,6 +16,8 @@ from campaigns.errors import DatabaseUnavailable, StorageError, UserError
 from jobs import console, forgetting, operating, reporting, sending, serving
 from jobs.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, App, RebookGroup, local_time, pass_app
 
+MOST_SHOWN = 1_000_000_000  # --limit: beyond any clinic, within every database's integers
+
 
 @click.group(
     cls=RebookGroup,
@@ -45,8 +47,14 @@ def cli(context: click.Context, config_path: Path) -> None:
     context.obj = App(config_path)
 
 
+def _folder(context, parameter, value: str) -> Path:
+    if not value.strip():
+        raise click.BadParameter("is empty: name the folder to write, e.g. my-clinic")
+    return Path(value)
+
+
 @cli.command()
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folder", type=click.Path(file_okay=False), callback=_folder)
 @click.option(
     "--sample-data", is_flag=True, help="Also write a sample clinic's exports to try every command."
 )
@@ -86,17 +94,20 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
     Each campaign is rendered for a made-up client, also without the last or
     next visit its segment does not guarantee, and without a first name, so a
     template that would fail for a real client fails here first; a subject or
-    line that then reads badly (", how is your back?") is a warning. With
-    [dkim], the key is loaded and the DNS TXT record to publish is printed.
-    With --smtp, a server that cannot be reached, refuses the login or shows a
-    certificate that does not verify exits 1. With --sync, one call to
-    Cliniko's API names the account reached; a refused key exits 2.
+    line that then reads badly (", how is your back?") is a warning. Each
+    scheduled campaign's next three runs are shown. With [dkim], the key is
+    loaded and the DNS TXT record to publish is printed.
+    With --smtp, each step to the relay is taken in turn (connect, TLS,
+    STARTTLS and AUTH offered, login) and the first that fails is named,
+    exit 1. With --sync, one call to Cliniko's API names the account
+    reached; a refused key exits 2.
 
     \b
     Example:
       rebook --config /etc/rebook/config.toml check --smtp
     """
     from campaigns.checks import (
+        check_ledger_names,
         check_maildir,
         check_public_url,
         check_relay_security,
@@ -111,11 +122,13 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
         raise UserError("\n".join(str(problem) for problem in problems))
     with app.engine.connect() as connection:
         results = check_segments(connection, settings, app.now())
+        renamed = check_ledger_names(connection, settings)
     for result in results:
         for warning in result.warnings:
             console.warn(f"{app.config_path}: segments.{result.name}: {warning}")
     warnings = [
-        *check_public_url(settings), *check_relay_security(settings), *check_sync_sources(settings)
+        *check_public_url(settings), *check_relay_security(settings),
+        *check_sync_sources(settings), *renamed,
     ]  # fmt: skip
     for warning in warnings:
         console.warn(f"{app.config_path}: {warning}")
@@ -126,6 +139,7 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
         ["segment", "members now", "used by"],
         [(r.name, r.members, ", ".join(r.campaigns) or "-") for r in results],
     )
+    operating.print_schedules(settings, app.now())
     _print_dkim(app)
     code = _check_smtp(settings) if smtp_login else EXIT_OK
     if reach_cliniko:
@@ -175,24 +189,14 @@ def _print_dkim(app: App) -> None:
 def _check_smtp(settings) -> int:
     import asyncio
 
-    from campaigns.delivery.transports import TransportUnavailable
-    from campaigns.delivery.transports.smtp import SmtpTransport
+    from campaigns.delivery.relay_check import RelayProblem, reach_relay
 
-    smtp = settings.smtp
-    transport = SmtpTransport(smtp.model_copy(update={"connections": 1}))
     try:
-        asyncio.run(_open_and_close(transport))
-    except TransportUnavailable as error:
-        console.error(str(error))
+        click.echo(asyncio.run(reach_relay(settings.smtp)))
+    except RelayProblem as problem:
+        console.error(str(problem))
         return EXIT_FAILED
-    who = f" as {smtp.username}" if smtp.username else ""
-    click.echo(f"smtp: connected to {smtp.host}:{smtp.port} ({smtp.security}){who}")
     return EXIT_OK
-
-
-async def _open_and_close(transport) -> None:
-    await transport.open()
-    await transport.close()
 
 
 @cli.group("import")
@@ -202,6 +206,12 @@ def import_group() -> None:
 
 def _import(app: App, kind: str, path: Path, dry_run: bool, skip_invalid: bool) -> int:
     from campaigns.clients.importer import import_file
+    from campaigns.config.files import check_regular
+
+    try:
+        check_regular(path, "an export file")  # a FIFO would wait forever, /dev/zero never end
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
     zone = app.settings.clinic.timezone
     with console.progress_bar(f"importing {path.name}", "bytes") as progress:
@@ -265,8 +275,9 @@ def import_visits(app: App, path: Path, dry_run: bool, skip_invalid: bool) -> in
 @cli.command()
 @click.argument("name")
 @click.option(
-    "--limit", type=click.IntRange(min=0), help="Show at most N clients [table: 20, --json: all]."
-)
+    "--limit", type=click.IntRange(0, MOST_SHOWN),
+    help="Show at most N clients [table: 20, --json: all].",
+)  # fmt: skip
 @click.option("--count", "count_only", is_flag=True, help="Print the number of members alone.")
 @click.option("--json", "as_json", is_flag=True, help="Print the members as JSON.")
 @pass_app

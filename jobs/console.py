@@ -32,11 +32,18 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
 
 
 def error(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {_masked(message)}\n")
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.write(f"warning: {_masked(message)}\n")
+
+
+def _masked(message: str) -> str:
+    """Whatever a message quotes (a driver's error, a URL), no user name or password in it."""
+    from campaigns.config.report import mask_secrets
+
+    return mask_secrets(message)
 
 
 def send_summary(report, held_until: str = "", ignoring: bool = False) -> list[str]:

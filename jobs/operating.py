@@ -10,6 +10,7 @@ from jobs import console
 from jobs.app import EXIT_OK, EXIT_USAGE, App, pass_app
 
 TIME_FORM = "a local time like 2026-10-23T00:00 (or with an offset, 2026-10-23T00:00+01:00)"
+FIRST_YEAR, LAST_YEAR = 1900, 2200  # as visit times: beyond them the calendar itself runs out
 
 
 def _iso(moment: datetime | None, zone) -> str | None:
@@ -116,14 +117,45 @@ def _when(campaign, moment: datetime | None, zone) -> str:
     return shown(moment, zone) if campaign.state == SCHEDULED else campaign.state
 
 
+SHOWN_RUNS = 3  # the next runs check and plan show: enough to see what a cron line means
+BOTH_DAYS = (
+    "runs only on days that match both its day of month and its weekday ('0 9 1-7 * mon' is "
+    "the first Monday of the month), where crontab would run on either"
+)
+
+
+def print_schedules(settings, now: datetime) -> None:
+    """Each scheduled campaign's next runs, so the owner sees what the line means (``check``)."""
+    from campaigns.planning import scheduled_times
+
+    zone, rows, notes = settings.clinic.timezone, [], []
+    for name, campaign in settings.campaigns.items():
+        if campaign.schedule is None or not campaign.enabled:
+            continue
+        times, problem = scheduled_times(name, campaign, zone, now, SHOWN_RUNS)
+        rows.append((name, str(campaign.schedule),
+                     "\n".join(shown(at, zone) for at in times) or problem))  # fmt: skip
+        if campaign.schedule.day_and_weekday:
+            notes.append(f"note: campaigns.{name}.schedule '{campaign.schedule}' {BOTH_DAYS}")
+    if rows:
+        console.print_table(f"next runs ({zone})", ["campaign", "schedule", "runs"], rows)
+    for note in notes:
+        click.echo(note)
+
+
 def _local_start(context, parameter, value: str | None) -> datetime | None:
     """``--from``: parsed here, read in the clinic's zone later (naive) or as given (offset)."""
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value)
+        start = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not {TIME_FORM}") from None
+    if not FIRST_YEAR <= start.year <= LAST_YEAR:
+        raise click.BadParameter(
+            f"{value!r}: expected a time between the years {FIRST_YEAR} and {LAST_YEAR}"
+        )
+    return start
 
 
 @click.command()
@@ -132,7 +164,7 @@ def _local_start(context, parameter, value: str | None) -> datetime | None:
     help="List run times from this local time on (the clinic's zone), e.g. 2026-10-23T00:00.",
 )  # fmt: skip
 @click.option(
-    "--runs", type=click.IntRange(1, 1000), default=1, show_default=True,
+    "--runs", type=click.IntRange(1, 1000), default=SHOWN_RUNS, show_default=True,
     help="How many run times to list for each campaign.",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
@@ -149,7 +181,7 @@ def plan(app: App, start: datetime | None, runs: int, as_json: bool) -> int:
     \b
     Examples:
       rebook plan
-      rebook plan --runs 3 --json
+      rebook plan --runs 10 --json
       rebook plan --from 2026-10-23T00:00 --runs 4
     """
     from campaigns.planning import plan as campaign_plan
@@ -169,9 +201,17 @@ def plan(app: App, start: datetime | None, runs: int, as_json: bool) -> int:
         _print_times(plans, start, zone)
     else:
         _print_plan(plans, now, zone)
+    if not as_json:
+        _note_both_days(app.settings)
     for problem in (p.problem for p in plans if p.problem):
         console.error(problem)
     return EXIT_USAGE if any(p.problem for p in plans) else EXIT_OK
+
+
+def _note_both_days(settings) -> None:
+    for name, campaign in settings.campaigns.items():
+        if campaign.schedule is not None and campaign.schedule.day_and_weekday:
+            click.echo(f"note: campaigns.{name}.schedule '{campaign.schedule}' {BOTH_DAYS}")
 
 
 def _runs_cell(campaign, zone) -> str:
@@ -199,7 +239,7 @@ def _print_plan(plans, now: datetime, zone) -> None:
     click.echo(f"plan at {shown(now, zone)} ({zone}): whom each campaign would reach now")
     console.print_table(
         None,
-        ["campaign", "kind", "next run", "would reach", "left out", "first few (key)"],
+        ["campaign", "kind", "next runs", "would reach", "left out", "first few (key)"],
         [
             (p.name, p.kind, _runs_cell(p, zone), _reach_cell(p, zone), _left_out(p),
              "\n".join(f"{email} ({key})" for email, key in p.reach.sample) if p.reach else "")

@@ -9,6 +9,8 @@ reads at phone width: the charts scale to the column, the tables scroll.
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 from html import escape
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from campaigns.errors import UserError
 from campaigns.stats import MEASURED
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+NO_DATA = "—"  # a rate of no clients: not 0%
 SENT_COLOUR, BOOKED_COLOUR, CONTROL_COLOUR = "#c9d3dd", "#2e7d5b", "#b5651d"
 STYLE = """
 body{font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2730;
@@ -39,15 +42,59 @@ def write_page(path: Path, report, clinic: str, zone) -> None:
 
     An owner may have last week's report open or attached to an email; a
     folder that does not exist or a full disk must not leave half a page.
+    Only a regular file is replaced (through a symbolic link, the file it
+    points at, the link kept): a device, a FIFO or a folder at ``path`` is
+    refused, never written through or swapped for a file.
     """
     text = page(report, clinic, zone)
-    partial = path.with_name(f".{path.name}.partial")
+    target = writable_target(path)
+    mode = _mode_of(target)
     try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
+        descriptor, partial = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
+        )
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise UserError(f"cannot write the report to {str(path)!r}: {error.strerror}") from None
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(partial, mode)
+        os.replace(partial, target)
+    except OSError as error:
+        Path(partial).unlink(missing_ok=True)
+        raise UserError(f"cannot write the report to {str(path)!r}: {error.strerror}") from None
+
+
+def writable_target(path: Path) -> Path:
+    """The file a report may replace at ``path``: a regular file (links followed) or a new one."""
+    shown = str(path)
+    try:
+        info = path.stat()  # follows a symbolic link
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise UserError(
+                f"{shown!r} is a symbolic link to nothing: give the report a file of its own"
+            ) from None
+        return path
+    except OSError as error:
+        raise UserError(f"cannot write the report to {shown!r}: {error.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise UserError(
+            f"{shown!r} is {what}: the report replaces only a file (or give a new name, "
+            "or - for standard output)"
+        )
+    return path.resolve() if path.is_symlink() else path
+
+
+def _mode_of(target: Path) -> int:
+    """The replaced file's permissions, else what the umask leaves of rw-rw-rw-."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def page(report, clinic: str, zone) -> str:
@@ -73,7 +120,7 @@ As of {escape(when)} ({escape(str(zone))}).</p>
 
 def _campaign(campaign) -> str:
     recipients = campaign.recipients
-    rate = f"{recipients.rate.estimate * 100:.1f}%" if recipients.clients else "-"
+    rate = f"{recipients.rate.estimate * 100:.1f}%" if recipients.rate else NO_DATA
     parts = [
         f"<section><h2>{escape(campaign.name)}</h2>",
         f'<p class="big">{recipients.clients} sent, {recipients.booked} booked afterwards '
@@ -84,6 +131,12 @@ def _campaign(campaign) -> str:
         parts += [_weeks_chart(campaign), _weeks_table(campaign)]
     if campaign.comparison is not None:
         parts.append(_control(campaign))
+    elif campaign.control.clients:
+        control = campaign.control
+        parts.append(
+            f"<p>Control group: {control.clients} held out, {control.booked} booked afterwards "
+            f"({control.rate.estimate * 100:.1f}%); no emails sent to compare them with yet.</p>"
+        )
     parts.append("</section>")
     return "\n".join(parts)
 

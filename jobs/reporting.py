@@ -21,14 +21,19 @@ def _duration(context, parameter, value: str | None):
         raise click.BadParameter(str(error)) from None
 
 
+def _html_path(context, parameter, value: str | None) -> Path | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty: name the file to write, e.g. report.html")
+    return None if value is None else Path(value)
+
+
 @click.command()
 @click.option("--since", metavar="D", callback=_duration,
               help="Only emails sent in the last D (e.g. 90d, 12w) [all].")  # fmt: skip
 @click.option("--campaign", "name", metavar="NAME", help="Only this campaign.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--html", "html_path", metavar="FILE",
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write a self-contained HTML page with charts to FILE.")  # fmt: skip
+@click.option("--html", "html_path", metavar="FILE", callback=_html_path,
+              help="Also write one HTML page with charts to FILE (-: stdout).")  # fmt: skip
 @pass_app
 def report(app: App, since, name: str | None, as_json: bool, html_path: Path | None) -> int:
     """Per campaign: sent, failed, bounced, unsubscribed, and the bookings that followed.
@@ -45,12 +50,21 @@ def report(app: App, since, name: str | None, as_json: bool, html_path: Path | N
       rebook report --since 90d --campaign book-next-massage
       rebook report --json
       rebook report --html report.html
+      rebook report --html -
     """
     from campaigns.outcomes import report as outcomes
 
+    to_stdout = html_path == Path("-")
+    if to_stdout and as_json:
+        raise click.UsageError("--html - and --json both write to standard output: choose one")
     with app.engine.connect() as connection:
         found = outcomes(connection, app.settings, app.now(), since=since, campaign=name)
     zone = app.settings.clinic.timezone
+    if to_stdout:
+        from jobs.report_page import page
+
+        click.echo(page(found, app.settings.clinic.name, zone), nl=False)
+        return EXIT_OK
     if html_path is not None:
         from jobs.report_page import write_page
 
@@ -77,8 +91,8 @@ def _print(found, zone) -> None:
         ["campaign", "sent", "failed", "bounced", "unsubscribed", "booked after",
          "bookings", "control group"],
         [(c.name, c.recipients.clients, c.failed, c.bounced, c.unsubscribed,
-          f"{c.recipients.booked} ({_percent(c.recipients.rate.estimate)})"
-          if c.recipients.clients else "-",
+          f"{c.recipients.booked} ({_percent(c.recipients.rate)})"
+          if c.recipients.clients else NO_DATA,
           c.recipients.bookings, _control_cell(c)) for c in found.campaigns],
     )  # fmt: skip
     undated = sum(c.undated for c in found.campaigns)
@@ -90,12 +104,12 @@ def _print(found, zone) -> None:
 
 
 def _control_cell(campaign) -> str:
-    comparison = campaign.comparison
-    if comparison is None:
-        return "-"
-    control = campaign.control
-    lines = [f"{control.booked} of {control.clients} booked ({_percent(control.rate.estimate)})"]
-    lines.append(_in_words(comparison))
+    control, comparison = campaign.control, campaign.comparison
+    if not control.clients:
+        return NO_DATA
+    lines = [f"{control.booked} of {control.clients} booked ({_percent(control.rate)})"]
+    if comparison is not None:
+        lines.append(_in_words(comparison))
     return "\n".join(lines)
 
 
@@ -111,8 +125,12 @@ def _in_words(comparison) -> str:
     )
 
 
-def _percent(rate: float) -> str:
-    return f"{rate * 100:.1f}%"
+NO_DATA = "—"  # a rate of no clients: not 0%, which would say none of them booked
+
+
+def _percent(rate) -> str:
+    """A rate (an ``Interval``, or None for no clients) as people read it."""
+    return NO_DATA if rate is None else f"{rate.estimate * 100:.1f}%"
 
 
 def _points(difference: float) -> str:
@@ -120,7 +138,11 @@ def _points(difference: float) -> str:
 
 
 def as_data(found, zone) -> dict:
-    """The report for scripts: counts, rates as fractions, intervals as [low, high]."""
+    """The report for scripts: counts, rates as fractions, intervals as [low, high].
+
+    No data is null, never 0.0: a rate of no clients, the difference from a
+    control group when either group is empty.
+    """
     from campaigns.durations import format_duration
 
     return {
@@ -138,9 +160,11 @@ def _iso(moment, zone) -> str | None:
 
 
 def _group_data(group) -> dict:
+    """A group's counts and booking rate; with no clients the rate is null, as is its interval."""
     rate = group.rate
     return {"clients": group.clients, "booked": group.booked, "bookings": group.bookings,
-            "rate": rate.estimate, "rate_interval": [rate.low, rate.high]}  # fmt: skip
+            "rate": None if rate is None else rate.estimate,
+            "rate_interval": None if rate is None else [rate.low, rate.high]}  # fmt: skip
 
 
 def _campaign_data(campaign) -> dict:
@@ -149,10 +173,10 @@ def _campaign_data(campaign) -> dict:
         "name": campaign.name, "sent": campaign.recipients.clients, "failed": campaign.failed,
         "bounced": campaign.bounced, "unsubscribed": campaign.unsubscribed,
         "booked": campaign.recipients.booked, "bookings": campaign.recipients.bookings,
-        "booking_rate": campaign.recipients.rate.estimate if campaign.recipients.clients else None,
+        "booking_rate": _group_data(campaign.recipients)["rate"],
         "undated_visits": campaign.undated,
         "recipients": _group_data(campaign.recipients),
-        "control": None if comparison is None else _group_data(campaign.control),
+        "control": _group_data(campaign.control) if campaign.control.clients else None,
         "difference": None if comparison is None else {
             "points": comparison.difference.estimate * 100,
             "interval": [comparison.difference.low * 100, comparison.difference.high * 100],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 
 import pytest
 
@@ -76,20 +77,26 @@ def test_a_bad_environment_variable_is_named_by_import_and_check(sqlite_clinic, 
         "postgresql+asyncpg://clinic:s3cr3t-pw@db.example/clinic",
         "postgresql://clinic:s3cr3t-pw@db.example",
         "postgresql://clinic:s3cr3t-pw@db.example:port/clinic",
+        "postgresql://rebook:Tr0ub4dor@s3cr3t-pw@127.0.0.1:5432/db",  # an '@' in the password
+        "postgresql://rebook:pass s3cr3t-pw@127.0.0.1:54x/db",  # a space, and a bad port
+        "postgresql://rebook:s3cr3t/pw@127.0.0.1:5432/db",  # a '/'
     ],
 )
 def test_a_database_password_is_never_shown(sqlite_clinic, url):
-    result = sqlite_clinic.rebook("check", env={"REBOOK_DATABASE__URL": url})
-    assert_refused(result, "database.url", hidden="s3cr3t-pw")
+    for command in (("check",), ("status",), ("plan",)):
+        result = sqlite_clinic.rebook(*command, env={"REBOOK_DATABASE__URL": url})
+        assert_refused(result, "database.url", hidden="s3cr3t")
+        assert "Tr0ub4dor" not in result.err
 
 
 def test_a_database_nobody_answers_for_is_down_not_a_mistake_and_its_password_is_not_shown(
     sqlite_clinic,
 ):
     url = "postgresql://clinic:s3cr3t-pw@127.0.0.1:1/clinic"  # valid, but nothing listens
-    result = sqlite_clinic.rebook("check", env={"REBOOK_DATABASE__URL": url})
-    assert result.code == 1 and "cannot be reached now" in result.err, result
-    assert "s3cr3t-pw" not in result.err + result.out and "Traceback" not in result.err
+    for command in (("check",), ("status",), ("plan",)):
+        result = sqlite_clinic.rebook(*command, env={"REBOOK_DATABASE__URL": url})
+        assert result.code == 1 and "cannot be reached now" in result.err, result
+        assert "s3cr3t" not in result.err + result.out and "Traceback" not in result.err
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "postgresql://"])
@@ -144,3 +151,19 @@ def test_preview_and_send_sign_the_same_unsubscribe_link(clinic, secret):
     previewed = email.message_from_string(shown.out, policy=email.policy.default)
     assert delivered["List-Unsubscribe"] == previewed["List-Unsubscribe"]
     assert "/unsubscribe/" in delivered["List-Unsubscribe"]
+
+
+def test_a_fifo_named_by_the_config_or_as_the_config_is_refused_not_waited_on(sqlite_clinic):
+    """open() of a FIFO waits for a writer: check would hang forever, and a service start too."""
+    os.mkfifo(sqlite_clinic.folder / "relay-ca.pem")
+    sqlite_clinic.write_config('[smtp]\nca_file = "relay-ca.pem"\n')
+    assert_refused(
+        sqlite_clinic.rebook("check"),
+        "smtp.ca_file: ",
+        "relay-ca.pem is not a regular file but a FIFO",
+    )
+    os.mkfifo(sqlite_clinic.folder / "piped.toml")
+    assert_refused(
+        sqlite_clinic.rebook("--config", "piped.toml", "check"),
+        "piped.toml is not a regular file but a FIFO",
+    )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+
+import pytest
 
 from campaigns import resources
 
@@ -127,3 +130,77 @@ def test_help_shows_an_example_for_every_command(sqlite_clinic):
     for command in (["init"], ["check"], ["import", "clients"], ["import", "visits"], ["segment"]):
         result = sqlite_clinic.rebook(*command, "--help")
         assert result.code == 0 and "rebook " in result.out.split("Example", 1)[1], command
+
+
+ODD_ARGUMENTS = [
+    (("plan", "--from", "9999-12-31T23:59"), "between the years 1900 and 2200"),
+    (("plan", "--from", "0001-01-01T00:00"), "between the years 1900 and 2200"),
+    (("plan", "--from", "2026-13-01T00:00"), "is not a local time like"),
+    (("plan", "--runs", "0"), "--runs"),
+    (("plan", "--runs", "-1"), "--runs"),
+    (("plan", "--runs", "99999999999999999999"), "--runs"),
+    (("segment", "lapsed", "--limit", "99999999999999999999"), "--limit"),
+    (("segment", "lapsed", "--limit", "-1"), "--limit"),
+    (("segment", ""), "no segment named ''"),
+    (("report", "--html", ""), "'--html': is empty"),
+    (("report", "--since", "99999999w"), "at most 36500d"),
+    (("report", "--since", "-5d"), "--since"),
+    (("report", "--campaign", ""), "no campaign named ''"),
+    (("history", ""), "EMAIL is empty"),
+    (("preview", "book", "--client", "@@"), "no client has the email address '@@'"),
+    (("preview", "book", "--format", "pdf"), "--format"),
+    (("send", ""), "no campaign named ''"),
+    (("unsubscribe", ""), "email is empty"),
+    (("forget", "", "--yes"), "email is empty"),
+    (("import", "clients", ""), ". is not a regular file but a folder"),
+    (("import", "clients", "/dev/zero"), "/dev/zero is not a regular file but a device"),
+    (("import", "visits", "pipe.csv"), "pipe.csv is not a regular file but a FIFO"),  # never waited on
+    (("--config", "", "check"), ". is not a regular file but a folder: expected a config file"),
+    (("--config", "/proc/self/mem", "check"), "/proc/self/mem: cannot read: Input/output error"),
+    (("init", ""), "'FOLDER': is empty"),
+    (("init", "/proc/newclinic"), "cannot make the folder /proc/newclinic"),
+    (("init", "n" * 300), "cannot make the folder nnn"),
+    (("init", "/dev/null/clinic"), "cannot make the folder /dev/null/clinic: Not a directory"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "said"), ODD_ARGUMENTS, ids=lambda a: " ".join(a)[:40])
+def test_odd_arguments_get_a_message_and_exit_2_never_a_traceback(sqlite_clinic, args, said):
+    sample(sqlite_clinic)
+    sqlite_clinic.write_config(
+        SEGMENTS + "[campaigns.book]\nsegment = 'lapsed'\nsubject = 'Hi'\n"
+        "template = 'reminders/book-next-massage'\nschedule = 'every 36500d'\n"
+    )
+    os.mkfifo(sqlite_clinic.folder / "pipe.csv")
+    result = sqlite_clinic.rebook(*args)
+    assert result.code == 2, (result.out, result.err)
+    assert "Traceback" not in result.err and said in result.err
+
+
+def test_plan_lists_the_runs_that_fit_before_the_calendar_ends(sqlite_clinic):
+    sqlite_clinic.write_config(
+        "[segments.all]\n[campaigns.rare]\nsegment = 'all'\nsubject = 'Hi'\n"
+        "template = 'reminders/book-next-massage'\nschedule = 'every 36500d'\n"
+    )
+    result = sqlite_clinic.rebook("plan", "--runs", "1000", "--json")
+    assert result.code == 0, result.err
+    [rare] = json.loads(result.out)["campaigns"]
+    assert 70 < len(rare["runs"]) < 81 and rare["runs"][-1]["at"].startswith("99")
+
+
+def test_init_writes_nothing_when_a_file_cannot_be_written(tmp_path):
+    """templates is a file in the way of the copies: config.toml is not left behind either."""
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "templates").write_text("mine")
+    result = run_rebook("init", "demo", "--templates", "--sample-data", cwd=tmp_path)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "cannot write" in result.err
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["templates"]
+
+
+def test_init_never_writes_through_a_dangling_link(tmp_path):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "config.toml").symlink_to(tmp_path / "elsewhere.toml")
+    result = run_rebook("init", "demo", cwd=tmp_path)
+    assert result.code == 2 and "config.toml: already exists" in result.err
+    assert not (tmp_path / "elsewhere.toml").exists()

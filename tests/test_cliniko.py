@@ -286,7 +286,8 @@ def test_the_key_is_never_read_from_the_file(sqlite_clinic) -> None:
     sqlite_clinic.write_config(cliniko_table("https://api.au1.cliniko.com/v1", 'api_key = "k-au1"'))
     done = sqlite_clinic.rebook("check")
     assert done.code == 2
-    assert "sync.cliniko.api_key: the API key is never written in the config file" in done.err
+    assert "sync.cliniko.api_key: a secret is never written in the config file" in done.err
+    assert "REBOOK_SYNC__CLINIKO__API_KEY in rebook's environment" in done.err
     sqlite_clinic.write_config()
     done = sqlite_clinic.rebook("check", env=KEY)
     assert done.code == 2

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from campaigns.config import load_settings
-from campaigns.config.report import mask_secrets
+from campaigns.config.report import mask_secrets, mask_url
 from campaigns.errors import ConfigError
 from campaigns.resources import example_config
+from campaigns.store.database import open_database
 
 from .conftest import BASE_CONFIG
 
@@ -312,8 +319,82 @@ def test_a_web_secret_of_16_bytes_is_enough(tmp_path, monkeypatch):
     assert load_settings(write(tmp_path)).web.secret.get_secret_value() == "sixteen-bytes!!!"
 
 
-def test_a_short_web_secret_in_the_file_names_the_key(tmp_path):
-    assert "web.secret: too short" in error_of(write(tmp_path, "[web]\nsecret = 'short'\n"))
+PEM_IN_FILE = '"""-----BEGIN PRIVATE KEY-----\nSEKRET0123\n-----END PRIVATE KEY-----"""'
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value", "variable", "rotate"),
+    [
+        ("smtp", "password", "'SEKRET0123'", "REBOOK_SMTP__PASSWORD", "mail provider"),
+        ("web", "secret", "'SEKRET0123-long-enough-to-pass'", "REBOOK_WEB__SECRET", "a new one"),
+        ("web", "secret", "'SEKRET0123'", "REBOOK_WEB__SECRET", "a new one"),
+        ("dkim", "private_key", PEM_IN_FILE, "REBOOK_DKIM__PRIVATE_KEY", "new selector"),
+        ("sync.cliniko", "api_key", "'SEKRET0123-au1'", "REBOOK_SYNC__CLINIKO__API_KEY", "Cliniko"),
+    ],
+)
+def test_a_secret_written_in_the_file_is_refused_and_never_echoed(
+    tmp_path, table, key, value, variable, rotate
+):
+    extra = f"[{table}]\n{key} = {value}\n"
+    if table == "dkim":
+        extra += 'domain = "waso.example"\nselector = "s1"\n'
+    message = error_of(write(tmp_path, extra))
+    assert f"  {table}.{key}: a secret is never written in the config file" in message
+    assert f"set {variable} in rebook's environment" in message
+    assert "if this file was shared" in message and rotate in message
+    assert "SEKRET" not in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('[smtp]\nhost = ""\n', "smtp.host"),
+        ('[smtp]\nhost = "relay example"\n', "smtp.host"),
+        ('[smtp]\nusername = ""\n', "smtp.username"),
+        ('maildir = ""\n', "mail.maildir"),  # appended to [mail]
+        ('templates = " "\n', "templates"),
+        ('[sync]\nclients = ""\n', "sync.clients"),
+        ("[segments.a]\ntags_any = ['']\n", "segments.a.tags_any.0"),
+        ("[segments.a]\n[campaigns.c]\nsegment = 'a'\ntemplate = ''\nsubject = 'Hi'\n",
+         "campaigns.c.template"),
+        ("[segments.a]\n[campaigns.c]\nsegment = 'a'\narticles = 'a/*.md'\nsubject = ' '\n",
+         "campaigns.c.subject"),
+    ],
+)  # fmt: skip
+def test_an_empty_value_is_refused_where_it_would_mean_nothing(tmp_path, extra, key):
+    message = error_of(write(tmp_path, extra))
+    assert f"{key}: " in message, message
+
+
+@pytest.mark.parametrize("key", ["name", "address"])
+def test_a_clinic_without_a_name_or_address_is_refused(tmp_path, key):
+    base = BASE_CONFIG.replace(f'{key} = "', f'{key} = "  ", old_{key} = "')
+    base = re.sub(rf'{key} = "  ", old_{key} = "[^"]*"', f'{key} = "  "', base)
+    assert f"clinic.{key}: is empty" in error_of(write(tmp_path, base=base))
+
+
+def test_an_empty_smtp_password_in_the_environment_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("REBOOK_SMTP__PASSWORD", "")
+    assert "REBOOK_SMTP__PASSWORD (smtp.password): is empty" in error_of(write(tmp_path))
+
+
+@pytest.mark.parametrize("what", ["fifo", "device", "folder"])
+def test_a_config_file_that_is_no_regular_file_is_refused_not_waited_on(tmp_path, what):
+    path = {"fifo": tmp_path / "config.toml", "device": Path("/dev/zero"), "folder": tmp_path}[what]
+    if what == "fifo":
+        os.mkfifo(path)
+    message = error_of(path)
+    assert str(path) in message and {"fifo": "but a FIFO", "device": "but a device",
+                                     "folder": "but a folder"}[what] in message  # fmt: skip
+
+
+def test_export_files_and_templates_of_the_wrong_kind_are_refused(tmp_path):
+    os.mkfifo(tmp_path / "clients.csv")
+    (tmp_path / "templates").write_text("not a folder")
+    message = error_of(write(tmp_path, "[sync]\nclients = 'clients.csv'\nvisits = 'later.csv'\n"))
+    assert "sync.clients: " in message and "clients.csv is not a regular file but a FIFO" in message
+    assert "templates: " in message and "is not a folder" in message
+    assert "sync.visits" not in message  # an export yet to come is fine
 
 
 @pytest.mark.parametrize(
@@ -355,14 +436,69 @@ def test_a_table_made_by_variables_alone_says_so_when_a_key_is_missing(tmp_path,
 @pytest.mark.parametrize(
     ("text", "masked"),
     [
-        ("postgresql+psycopg://clinic:s3cr%2Ft@db/clinic", "postgresql+psycopg://clinic:***@db/clinic"),
-        ("got 'postgres://u:p@h/d' here", "got 'postgres://u:***@h/d' here"),
+        ("postgresql+psycopg://clinic:s3cr%2Ft@db/clinic", "postgresql+psycopg://***@db/clinic"),
+        ("got 'postgres://u:p@h/d' here", "got 'postgres://***@h/d' here"),
         ("host=db password=hunter2 user=x", "host=db password=*** user=x"),
-        ("postgresql://clinic@db/clinic", "postgresql://clinic@db/clinic"),
+        ("host=db password='hun ter2': refused", "host=db password=***: refused"),
+        ("https://KEY0123@api.example/v1", "https://***@api.example/v1"),
+        ("got 'postgresql://u:Tr0ub4dor@x9Secret@h/d'", "got 'postgresql://***@h/d'"),
+        ("got 'postgresql://u:pass word@h:54x/d'", "got 'postgresql://***@h:54x/d'"),
     ],
 )  # fmt: skip
 def test_mask_secrets(text, masked):
     assert mask_secrets(text) == masked
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://u:pa/ss@h/d", "postgresql://***@h/d"),
+        ("postgresql://u:p@ss w@rd@h:5432/d", "postgresql://***@h:5432/d"),
+        ("postgresql:u:pw@h/d", "postgresql:***@h/d"),
+        ("postgresql://h/d", "postgresql://h/d"),
+    ],
+)
+def test_a_url_held_whole_is_masked_up_to_its_last_at(url, masked):
+    assert mask_url(url) == masked
+    assert mask_secrets(f"cannot open {url}: no", url) == f"cannot open {masked}: no"
+
+
+PASSWORD_PART = st.from_regex(r"pw[A-Za-z0-9]{2,6}", fullmatch=True)
+URL_SHAPES = st.tuples(
+    st.sampled_from(["postgresql", "postgres", "postgresql+psycopg", "postgresql+asyncpg",
+                     "sqlite", "mysql", "PostgreSQL", ""]),
+    st.sampled_from(["://", "://", ":", ":/"]),
+    st.sampled_from(["rebook", "", "a b", "u%40x", "rebook:"]),
+    st.lists(st.tuples(PASSWORD_PART, st.sampled_from(
+        ["@", "/", "?", "#", " ", ":", "%", "'", '"', "\\", "", "[", "]", "%40", "\t"]
+    )), min_size=1, max_size=4),
+    st.sampled_from(["127.0.0.1", "localhost", "[::1]", "[::1", ""]),
+    st.sampled_from(["", ":1", ":54x", ":99999", ":", ":-1"]),
+    st.sampled_from(["", "/db", "/", "/d b", "/db?sslmode=bogus", "?dbname=x", "/db?password=pwQQ"]),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=URL_SHAPES)
+def test_no_part_of_a_database_password_is_ever_shown_whatever_the_urls_shape(shape):
+    """Fuzzed malformed URLs: the config's check, then opening the database as every command does."""
+    scheme, separator, user, parts, host, port, path = shape
+    password = "".join(part + glue for part, glue in parts)
+    url = f"{scheme}{separator}{user}:{password}@{host}{port}{path}"
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "config.toml"
+        body = BASE_CONFIG.replace('"{database}"', json.dumps(url)).format()
+        config.write_text(body, encoding="utf-8")
+        try:
+            engine = open_database(load_settings(config).database)
+        except ConfigError as error:
+            message = str(error)
+        else:  # nothing listens, or PostgreSQL knows no such role: it opened nothing
+            engine.dispose()
+            pytest.fail(f"{url!r} opened a database")
+    assert "database.url" in message
+    leaked = [part for part, _ in parts if part in message]
+    assert not leaked, message
 
 
 def test_services_map_export_slugs_to_names_and_phone_is_optional(tmp_path):

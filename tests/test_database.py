@@ -6,15 +6,17 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from campaigns.config import Database
 from campaigns.store.database import MIGRATIONS, SCHEMA_REVISION, current_revision, open_database
-from campaigns.store.tables import clients, metadata
+from campaigns.store.tables import app_state, clients, metadata
 
 
 def test_schema_revision_is_alembics_head():
@@ -126,3 +128,14 @@ def test_upgrading_to_outcomes_keeps_visits_and_leaves_them_undated(tmp_path):
             ("v1", None)
         ]
     engine.dispose()
+
+
+def test_a_database_error_never_quotes_the_values_it_was_given(engine):
+    """The statement's values can be a stored secret or a client's details; errors reach logs."""
+    row = {"name": "web_secret", "value": "SEKRET-value-0123456789",
+           "created_at": datetime.now(UTC)}  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(insert(app_state).values(**row))
+    with pytest.raises(IntegrityError) as caught, engine.begin() as connection:
+        connection.execute(insert(app_state).values(**row))
+    assert "SEKRET" not in str(caught.value)

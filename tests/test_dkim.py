@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mailbox
+import os
 import re
 from datetime import UTC, datetime
 
@@ -190,6 +191,8 @@ def test_a_key_with_escaped_line_breaks_in_the_environment_is_accepted(sqlite_cl
         ("EC", "keys/dkim.pem: the private key is not an RSA key"),
         ("encrypted", "keys/dkim.pem: the private key is protected by a passphrase"),
         ("short", "keys/dkim.pem: the RSA key has 512 bits"),
+        ("fifo", "keys/dkim.pem is not a regular file but a FIFO: expected a PEM"),  # no hang
+        ("device", "keys/dkim.pem is not a regular file but a device"),
     ],
 )
 def test_a_bad_key_file_stops_every_command_naming_the_file(sqlite_clinic, key_pem, content, said):
@@ -201,9 +204,13 @@ def test_a_bad_key_file_stops_every_command_naming_the_file(sqlite_clinic, key_p
         "short": lambda: SHORT_KEY,
     }
     path.unlink()
-    if content is not None:
+    if content == "fifo":
+        os.mkfifo(path)
+    elif content == "device":
+        path.symlink_to("/dev/zero")
+    elif content is not None:
         path.write_text(made[content]() if content in made else content)
-    written = path.read_text() if path.exists() else ""
+    written = path.read_text() if path.is_file() else ""
     for command in (["check"], ["send", "book"]):
         result = sqlite_clinic.rebook(*command)
         assert result.code == 2, result.err

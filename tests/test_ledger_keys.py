@@ -7,17 +7,19 @@ leaves, retries included; an unsubscribe follows the client to a new address.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from campaigns.clients.importer import import_file
+from campaigns.config import load_settings
 from campaigns.delivery.history import client_history, unsubscribe_by_hand
 from campaigns.delivery.suppression import suppress
 from campaigns.store.tables import sends
 
-from .smtpd import SmtpServer
+from .smtpd import SmtpServer, free_port
 from .test_delivery import NOW, clinic_with, ledger, run
 
 LATER = NOW + timedelta(minutes=5)  # past the first retry (backoff 1m, ±20%)
@@ -206,3 +208,80 @@ def test_an_appointment_reminder_is_one_per_appointment_and_none_once_cancelled(
             ).scalar()
         assert "cancelled" in reply
         assert "person1@example.com" not in smtp.handler.addresses()
+
+
+def renamed(clinic, previous: bool) -> None:
+    """book becomes book-next and series becomes articles, with or without previous_names."""
+    text = clinic.config.read_text()
+    for old, new in (("book", "book-next"), ("series", "articles")):
+        carried = f'previous_names = ["{old}"]\n' if previous else ""
+        text = text.replace(f"[campaigns.{old}]\n", f"[campaigns.{new}]\n{carried}")
+    clinic.config.write_text(text)
+
+
+def test_a_renamed_campaign_keeps_its_history_under_previous_names(clinic):
+    """The ledger knows a campaign by name: renamed, it would send everyone everything again."""
+    with SmtpServer() as smtp:
+        settings, engine = clinic_with(clinic, smtp.port)
+        assert run(engine, settings, "book").outcomes == {"sent": 3}
+        assert run(engine, settings, "series").outcomes == {"sent": 3}
+        renamed(clinic, previous=True)
+        settings = load_settings(clinic.config)
+        later = NOW + timedelta(days=1)
+        assert run(engine, settings, "book-next", at=later).outcomes == {}
+        assert run(engine, settings, "articles", at=later).outcomes == {"sent": 3}
+    with engine.connect() as connection:
+        keys = connection.execute(
+            select(sends.c.campaign, sends.c.key).distinct().order_by(sends.c.campaign)
+        ).all()
+    assert [campaign for campaign, _ in keys] == ["articles", "book", "series"]
+    assert keys[0].key != keys[2].key  # the series goes on with its next article
+    assert sorted(smtp.handler.addresses()).count("person0@example.com") == 3
+
+
+def test_check_warns_of_a_campaign_the_ledger_sent_that_the_config_lost(sqlite_clinic):
+    with SmtpServer() as smtp:
+        clinic_with(sqlite_clinic, smtp.port)
+        assert "sent 3" in sqlite_clinic.rebook("send", "book").out
+        before = sqlite_clinic.config.read_text()
+        renamed(sqlite_clinic, previous=False)
+        lost = sqlite_clinic.rebook("check")
+        sqlite_clinic.config.write_text(before)
+        renamed(sqlite_clinic, previous=True)
+        found = sqlite_clinic.rebook("check")
+        again = sqlite_clinic.rebook("send", "book-next")
+        report = json.loads(sqlite_clinic.rebook("report", "--json").out)
+        status = json.loads(sqlite_clinic.rebook("status", "--json").out)
+    assert lost.code == 0, lost.err
+    assert (
+        "the ledger holds campaign 'book', which 3 client(s) had, and the config no longer "
+        'has it: if a campaign was renamed from it, add previous_names = ["book"]'
+    ) in lost.err
+    assert found.code == 0 and "the ledger holds" not in found.err
+    assert again.code == 0 and "sent 0" in again.out and "already sent 3" in again.out
+    assert len(smtp.handler.addresses()) == 3
+    [book] = [c for c in report["campaigns"] if c["name"] == "book-next"]
+    assert book["sent"] == 3 and "book" not in [c["name"] for c in report["campaigns"]]
+    [shown] = [c for c in status["campaigns"] if c["name"] == "book-next"]
+    assert shown["counts"]["sent"] == 3
+
+
+@pytest.mark.parametrize(
+    ("book", "series", "said"),
+    [
+        ('["series"]', "[]", "'series' is a campaign of this config"),
+        ('["old"]', '["old"]', "'old' is a previous name of book too"),
+    ],
+)
+def test_a_previous_name_is_history_no_live_campaign_writes_claimed_once(
+    sqlite_clinic, book, series, said
+):
+    clinic_with(sqlite_clinic, free_port())
+    text = sqlite_clinic.config.read_text()
+    for name, previous in (("book", book), ("series", series)):
+        text = text.replace(
+            f"[campaigns.{name}]\n", f"[campaigns.{name}]\nprevious_names = {previous}\n"
+        )
+    sqlite_clinic.config.write_text(text)
+    result = sqlite_clinic.rebook("check")
+    assert result.code == 2 and "previous_names: " in result.err and said in result.err

@@ -191,3 +191,25 @@ def test_an_html_report_that_cannot_be_written_says_why_and_leaves_the_old_one(s
     written = sqlite_clinic.rebook("report", "--html", "report.html")
     assert written.code == 0 and "<svg" in old.read_text()
     assert [p.name for p in sqlite_clinic.folder.glob(".*partial")] == []
+
+
+def test_no_data_is_null_in_json_and_a_dash_in_the_table_and_page_never_zero(sqlite_clinic, smtp):
+    """Every email refused, a control group held out: the recipients' rate is no data, not 0%."""
+    built = Clinic(sqlite_clinic, smtp.port, people=8, campaign_extra="holdout = 0.5")
+    for n in range(8):
+        smtp.handler.script[f"person{n}@example.com"] = ["550 5.1.1 no such user"]
+    built.send()
+    book = built.report()["book"]
+    assert book["sent"] == 0 and book["failed"] > 0 and book["booking_rate"] is None
+    assert book["recipients"]["rate"] is None and book["recipients"]["rate_interval"] is None
+    assert book["control"]["clients"] > 0 and book["difference"] is None
+    table = sqlite_clinic.rebook("report")
+    [row] = [line for line in table.out.splitlines() if line.startswith("book ")]
+    assert "—" in row and "0.0%" not in row.split("│")[5]
+    sqlite_clinic.write_config("[segments.all]\n[campaigns.idle]\nsegment = 'all'\n"
+                               "template = 'reminders/book-next-massage'\nsubject = 'Hi'\n")  # fmt: skip
+    idle = json.loads(sqlite_clinic.rebook("report", "--json", "--campaign", "idle").out)
+    [shown] = idle["campaigns"]
+    assert shown["booking_rate"] is None and shown["recipients"]["rate_interval"] is None
+    page = sqlite_clinic.rebook("report", "--html", "-", "--campaign", "idle").out
+    assert "0 sent, 0 booked afterwards (—)" in page and "0.0%" not in page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from datetime import timedelta
@@ -81,3 +82,35 @@ def _page_requests(chromium: str, tmp_path, page, *extra: str) -> list[str]:
     return sorted({event["params"]["url"] for event in log["events"]
                    if event["type"] == start and "url" in event.get("params", {})
                    and event["params"].get("initiator") != "not an origin"})  # fmt: skip
+
+
+def test_the_html_report_replaces_only_a_regular_file(sqlite_clinic, tmp_path):
+    """A symlink keeps pointing at the page it names; a device, folder or FIFO is never written."""
+    real = tmp_path / "real.html"
+    real.write_text("last week's report")
+    real.chmod(0o640)
+    link = sqlite_clinic.folder / "report.html"
+    link.symlink_to(real)
+    done = sqlite_clinic.rebook("report", "--html", "report.html")
+    assert done.code == 0, done.err
+    assert link.is_symlink() and "what followed each campaign" in real.read_text()
+    assert real.stat().st_mode & 0o777 == 0o640
+    os.mkfifo(tmp_path / "pipe")
+    (sqlite_clinic.folder / "dangling.html").symlink_to(tmp_path / "nowhere.html")
+    for path, said in (("/dev/full", "is not a regular file"), (str(tmp_path), "is a folder"),
+                       (str(tmp_path / "pipe"), "is not a regular file"),
+                       ("dangling.html", "a symbolic link to nothing")):  # fmt: skip
+        refused = sqlite_clinic.rebook("report", "--html", path)
+        assert refused.code == 2 and said in refused.err and "Traceback" not in refused.err
+    assert not (tmp_path / "nowhere.html").exists()
+    assert not [p for p in sqlite_clinic.folder.iterdir() if p.name.endswith(".partial")]
+
+
+def test_the_html_report_goes_to_standard_output_with_a_dash(sqlite_clinic):
+    shown = sqlite_clinic.rebook("report", "--html", "-")
+    assert shown.code == 0 and shown.out.startswith("<!DOCTYPE html>") and shown.err == ""
+    assert not (sqlite_clinic.folder / "-").exists()
+    both = sqlite_clinic.rebook("report", "--html", "-", "--json")
+    assert both.code == 2 and "both write to standard output" in both.err
+    empty = sqlite_clinic.rebook("report", "--html", "")
+    assert empty.code == 2 and "'--html': is empty" in empty.err

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from campaigns.config import load_settings
 from campaigns.delivery.run import run_campaign
@@ -126,7 +130,8 @@ def test_plan_applies_quiet_hours_at_the_next_run_and_the_marketing_cap(clinic):
     next_run = book["next_run"]
     assert next_run.endswith("T10:00:00+08:00")  # the clinic's time, Perth
     day = next_run[:10]
-    assert book["runs"] == [{"at": next_run, "held_until": f"{day}T11:00:00+08:00"}]
+    assert len(book["runs"]) == 3  # plan shows the next three by default
+    assert book["runs"][0] == {"at": next_run, "held_until": f"{day}T11:00:00+08:00"}
     assert (book["reach"]["count"], book["reach"]["held"]) == (3, 3)
     assert book["reach"]["held_until"] == f"{day}T11:00:00+08:00"
     table = clinic.rebook("plan")
@@ -232,3 +237,44 @@ def test_plan_reads_quiet_hours_on_a_clients_own_clock(sqlite_clinic):
     assert sqlite_clinic.rebook("import", "clients", "clients.csv").code == 0
     reach = planned_json(sqlite_clinic)["book"]["reach"]
     assert (reach["count"], reach["held"]) == (3, 2)
+
+
+def test_a_day_of_month_and_a_weekday_both_must_match_and_check_and_plan_show_it(sqlite_clinic):
+    """APScheduler ANDs them where crontab ORs: kept, said, and the next runs shown."""
+    sqlite_clinic.write_config(NIGHTLY.replace("30 1 * * *", "0 9 1 * mon"))
+    times = planned_json(sqlite_clinic, "--from", "2027-01-01T00:00")["nightly"]["runs"]
+    assert [run["at"][:10] for run in times] == ["2027-02-01", "2027-03-01", "2027-11-01"]
+    note = "note: campaigns.nightly.schedule '0 9 1 * mon' runs only on days that match both"
+    for command in ("check", "plan"):
+        result = sqlite_clinic.rebook(command)
+        assert result.code == 0, result.err
+        assert note in result.out
+        runs = re.findall(r"(\w{3}) \d{4}-\d\d-(\d\d) 09:00 AWST", result.out)
+        assert runs == [("Mon", "01")] * 3  # the next three runs, each a Monday the 1st
+    first_mondays = NIGHTLY.replace("30 1 * * *", "0 9 1-7 * mon")
+    sqlite_clinic.write_config(first_mondays)
+    times = planned_json(sqlite_clinic, "--from", "2027-01-01T00:00")["nightly"]["runs"]
+    assert [run["at"][:10] for run in times] == ["2027-01-04", "2027-02-01", "2027-03-01"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 12, 31, 23, 59)),
+    zone=st.sampled_from(["Australia/Perth", "Pacific/Kiritimati", "Pacific/Pago_Pago",
+                          "Europe/London", "America/Los_Angeles"]),
+    schedule=st.sampled_from(["every 36500d", "every 1s", "0 9 29 2 mon", "59 23 31 12 *",
+                              "0 0 1 1 *", "30 1 * * *"]),
+    count=st.integers(1, 1000),
+)  # fmt: skip
+def test_any_start_plan_accepts_lists_runs_without_a_traceback(start, zone, schedule, count):
+    """--from between 1900 and 2200, --runs up to 1000: the calendar may end, never the command."""
+    from zoneinfo import ZoneInfo
+
+    from campaigns.config import Campaign
+    from campaigns.planning import upcoming
+    from campaigns.timing import local_instant
+
+    campaign = Campaign(segment="s", template="t", subject="Hi", schedule=schedule)
+    zone = ZoneInfo(zone)
+    times = upcoming(campaign, zone, local_instant(start, zone) - timedelta(microseconds=1), count)
+    assert times == sorted(set(times)) and 0 < len(times) <= count

@@ -11,7 +11,7 @@ from campaigns.config import load_settings
 from campaigns.delivery.transports import Outgoing
 from campaigns.delivery.transports.smtp import SmtpTransport
 
-from .smtpd import SmtpServer, tls_certificate
+from .smtpd import SmtpServer, free_port, tls_certificate
 from .test_delivery import clinic_with
 
 REFUSED = "unable to get local issuer certificate"  # OpenSSL's words for a stranger's certificate
@@ -136,3 +136,39 @@ def test_check_warns_when_mail_would_cross_the_network_unencrypted(
         assert "unencrypted" not in result.err and "never checked" not in result.err
     else:
         assert said in result.err
+
+
+@pytest.mark.parametrize(
+    ("server", "security", "login", "said"),
+    [
+        (None, "none", None, "smtp: cannot connect to 127.0.0.1:{port}: "),
+        ("plain", "tls", None, "smtp: 127.0.0.1:{port} refused TLS: [SSL: WRONG_VERSION_NUMBER]"),
+        ("plain", "starttls", None, "smtp: 127.0.0.1:{port} answered but does not offer STARTTLS"),
+        ("plain", "none", "right",
+         "smtp: 127.0.0.1:{port} answered but offers no login (AUTH) while smtp.username "
+         "'hello@waso.example' is set"),
+        ("login", "none", "wrong-pw", "smtp: 127.0.0.1:{port} refused the login of smtp.username"),
+        ("login", "none", None,
+         "smtp: smtp.username 'hello@waso.example' is set but REBOOK_SMTP__PASSWORD is not"),
+    ],
+)  # fmt: skip
+def test_check_smtp_says_which_step_to_the_relay_failed(
+    sqlite_clinic, ca, server, security, login, said
+):
+    """Each way a relay can fall short is its own message, against aiosmtpd set up that way."""
+    credentials = ("hello@waso.example", "right") if server == "login" else None
+    with SmtpServer(credentials) as smtp:
+        port = smtp.port if server else free_port()
+        relay_clinic(sqlite_clinic, port, security, ca)
+        if security == "none":  # no ca_file then: check would warn it is never used
+            text = sqlite_clinic.config.read_text().replace('ca_file = "relay-ca.pem"\n', "")
+            sqlite_clinic.config.write_text(text)
+        if server == "login" or login:
+            text = sqlite_clinic.config.read_text()
+            text = text.replace("[smtp]\n", '[smtp]\nusername = "hello@waso.example"\n', 1)
+            sqlite_clinic.config.write_text(text)
+        env = {"REBOOK_SMTP__PASSWORD": login} if login else {}
+        result = sqlite_clinic.rebook("check", "--smtp", env=env)
+    assert result.code == 1, (result.out, result.err)
+    assert said.format(port=port) in result.err
+    assert "Traceback" not in result.err and "wrong-pw" not in result.out + result.err

@@ -10,6 +10,7 @@ names ``smtp.max_atempts`` instead of a setting silently ignored.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -23,6 +24,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from campaigns.config.files import check_regular, read_regular
 from campaigns.config.keys import check_ca_file, dkim_private_key, read_text
 from campaigns.config.report import (
     ENV_PREFIX,
@@ -46,7 +48,7 @@ from campaigns.config.sections import (
     Web,
 )
 from campaigns.config.sync import Cliniko, Sync
-from campaigns.config.values import Name
+from campaigns.config.values import FilePath, Name
 from campaigns.errors import ConfigError
 
 __all__ = [
@@ -67,7 +69,7 @@ class Settings(BaseSettings):
         case_sensitive=False,
     )
 
-    templates: Path = Path("templates")
+    templates: FilePath = Path("templates")
     clinic: Clinic
     services: Services = {}
     database: Database = Database()
@@ -98,6 +100,7 @@ def load_settings(path: Path) -> Settings:
     """Read, validate and resolve the config at ``path``; raise ConfigError for any mistake."""
     data = read_toml(path)
     sources = Sources(path, environment())
+    _check_no_secret_in_file(data, sources)
     try:
         settings = Settings(**data)
     except ValidationError as error:
@@ -111,17 +114,20 @@ def load_settings(path: Path) -> Settings:
 
 def read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: no such config file (create one with 'rebook init DIR', "
-            "or pass --config PATH or set REBOOK_CONFIG)"
-        ) from None
+        data = read_regular(path, "a config file")
+    except ValueError as error:
+        if not os.path.lexists(path):
+            raise ConfigError(
+                f"{path}: no such config file (create one with 'rebook init DIR', "
+                "or pass --config PATH or set REBOOK_CONFIG)"
+            ) from None
+        raise ConfigError(str(error)) from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: cannot read: not UTF-8 text ({error.reason})") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read: {error}") from None
 
 
 def _check_references(sources: Sources, settings: Settings) -> None:
@@ -134,27 +140,67 @@ def _check_references(sources: Sources, settings: Settings) -> None:
         for name, campaign in settings.campaigns.items()
         if campaign.segment not in settings.segments
     ]
+    problems += _previous_names_problems(settings)
     if problems:
         raise ConfigError(sources.report(problems))
 
 
+def _previous_names_problems(settings: Settings) -> list[Problem]:
+    """A previous name is history no campaign of the config still writes, claimed once."""
+    problems, claimed = [], {}
+    for name, campaign in settings.campaigns.items():
+        loc = ("campaigns", name, "previous_names")
+        for old in campaign.previous_names:
+            if old in settings.campaigns:
+                problems.append(Problem(loc, (
+                    f"{old!r} is a campaign of this config: only a name no campaign uses any "
+                    "more can carry its history over"
+                )))  # fmt: skip
+            elif old in claimed and claimed[old] != name:
+                problems.append(Problem(loc, f"{old!r} is a previous name of {claimed[old]} too"))
+            claimed.setdefault(old, name)
+    return problems
+
+
 API_KEY_VARIABLE = f"{ENV_PREFIX}SYNC__CLINIKO__API_KEY"
+# Each secret a config file could hold, and what to do when a shared file held it.
+_SECRETS = {
+    ("smtp", "password"): "change the password at your mail provider",
+    ("web", "secret"): "make a new one too: anyone holding the old one can sign unsubscribe links",
+    ("dkim", "private_key"): "make a new key under a new selector (see the README's DKIM section)",
+    ("sync", "cliniko", "api_key"): "make a new key in Cliniko and delete this one",
+}
+
+
+def _check_no_secret_in_file(data: dict[str, Any], sources: Sources) -> None:
+    """Secrets are never written in config.toml, which gets copied, shared and committed.
+
+    The Cliniko key opens every patient record, the SMTP password sends as the
+    clinic, the DKIM key signs as it, the web secret unsubscribes anyone: each
+    belongs in rebook's environment (a file only rebook's user reads).
+    """
+    problems = []
+    for loc, rotate in _SECRETS.items():
+        table: Any = data
+        for part in loc[:-1]:
+            table = table.get(part) if isinstance(table, dict) else None
+        if isinstance(table, dict) and loc[-1] in table:
+            variable = ENV_PREFIX + "__".join(loc).upper()
+            problems.append(Problem(loc, (
+                f"a secret is never written in the config file: remove it and set {variable} "
+                f"in rebook's environment instead; if this file was shared, {rotate}"
+            )))  # fmt: skip
+    if problems:
+        raise ConfigError(sources.report(problems))
 
 
 def _check_cliniko_key(data: dict[str, Any], sources: Sources, settings: Settings) -> None:
-    """The Cliniko key opens every patient record: never in a file that gets copied and shared.
+    """A key in the environment without a ``[sync.cliniko]`` table in the file is refused.
 
-    A key in the environment without a ``[sync.cliniko]`` table in the file
-    would start a sync nobody wrote down; that is refused too.
+    It would start a sync nobody wrote down.
     """
     written = data.get("sync") if isinstance(data.get("sync"), dict) else {}
     table = written.get("cliniko") if isinstance(written.get("cliniko"), dict) else None
-    if table is not None and "api_key" in table:
-        raise ConfigError(
-            f"{sources.path}: sync.cliniko.api_key: the API key is never written in the config "
-            f"file; remove it (and make a new key in Cliniko if this file was shared), then set "
-            f"{API_KEY_VARIABLE} in rebook's environment"
-        )
     if table is None and settings.sync is not None and settings.sync.cliniko is not None:
         raise ConfigError(
             f"environment: {API_KEY_VARIABLE} (or another REBOOK_SYNC__CLINIKO__ variable) is "
@@ -164,8 +210,12 @@ def _check_cliniko_key(data: dict[str, Any], sources: Sources, settings: Setting
 
 
 def _read_files(sources: Sources, settings: Settings) -> Settings:
-    """Check the relay's CA file and read the DKIM key now: a wrong one is a config mistake."""
-    problems, update = [], {}
+    """Check the files the config names and read the DKIM key now: a wrong one is a mistake.
+
+    Export files and the templates folder may come later, but what is there
+    must be of the right kind: a FIFO or a device would hang a read.
+    """
+    problems, update = _check_paths(settings), {}
     if settings.smtp.ca_file is not None:
         try:
             check_ca_file(settings.smtp.ca_file)
@@ -183,6 +233,20 @@ def _read_files(sources: Sources, settings: Settings) -> Settings:
     if problems:
         raise ConfigError(sources.report(problems))
     return settings.model_copy(update=update) if update else settings
+
+
+def _check_paths(settings: Settings) -> list[Problem]:
+    problems = []
+    if settings.templates.exists() and not settings.templates.is_dir():
+        problems.append(Problem(("templates",), f"{settings.templates} is not a folder"))
+    for kind in ("clients", "visits"):
+        path = getattr(settings.sync, kind, None) if settings.sync is not None else None
+        if path is not None:
+            try:
+                check_regular(path, "an export file")
+            except ValueError as error:
+                problems.append(Problem(("sync", kind), str(error)))
+    return problems
 
 
 def _in_file(error: ValueError, dkim: Dkim) -> str:

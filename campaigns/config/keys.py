@@ -13,6 +13,8 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from campaigns.config.files import read_regular
+
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
@@ -63,18 +65,11 @@ def dkim_private_key(pem: str) -> RSAPrivateKey:
 
 def read_text(path: Path, what: str) -> str:
     """A small text file the config names, or ``ValueError`` saying why it cannot be read."""
+    data = read_regular(path, what)
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path} is a folder, not {what}") from None
-    except PermissionError:
-        raise ValueError(f"{path}: no permission to read it") from None
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not a text (PEM) file") from None
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read: {error.strerror}") from None
 
 
 def check_ca_file(path: Path) -> None:

@@ -18,14 +18,42 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 ENV_PREFIX = "REBOOK_"
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][\w+.-]*://[^\s/@:]*:)[^\s@]*(?=@)")
-_KEYWORD_PASSWORD = re.compile(r"(?i)\b(?P<head>password\s*=\s*)[^\s&;]+")
+MASK = "***"
+# A URL's user name and password: everything from "://" to its last "@" before the path,
+# a quote or the end of the line. Spaces are allowed inside: a password may hold one.
+_URL_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][\w+.-]*://)[^/?#'\"<>\r\n]*@")
+_KEYWORD_PASSWORD = re.compile(
+    r"""(?i)\b(?P<head>password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|"[^"]*"|[^\s&;'"]+)"""
+)
 
 
-def mask_secrets(text: str) -> str:
-    """Hide the password of every URL (and ``password=``) a message may echo."""
-    text = _URL_PASSWORD.sub(lambda match: match["head"] + "***", text)
-    return _KEYWORD_PASSWORD.sub(lambda match: match["head"] + "***", text)
+def mask_url(url: str) -> str:
+    """``url`` with everything between ``://`` and its last ``@`` shown as ``***``.
+
+    For a URL held whole (the database's), whatever its shape: a password
+    holding ``@``, ``/`` or a space is hidden entirely, and so is a user name,
+    which may be a key itself (``https://KEY@host``).
+    """
+    head, separator, rest = url.partition("://")
+    if not separator:
+        head, separator, rest = url.partition(":")
+    userinfo, at, tail = rest.rpartition("@")
+    if not at:
+        return url
+    return f"{head}{separator}{MASK}@{tail}" if userinfo or separator else url
+
+
+def mask_secrets(text: str, *urls: str) -> str:
+    """Hide the user name and password of every URL (and ``password=``) a message may echo.
+
+    ``urls`` are URLs the caller holds whole (the database's): each is first
+    replaced by :func:`mask_url`, which needs no guess at where it ends.
+    """
+    for url in urls:
+        if url and url != (masked := mask_url(url)):
+            text = text.replace(url, masked)
+    text = _URL_USERINFO.sub(lambda match: match["head"] + MASK + "@", text)
+    return _KEYWORD_PASSWORD.sub(lambda match: match["head"] + MASK, text)
 
 
 def environment() -> dict[tuple[str, ...], str]:

@@ -20,9 +20,7 @@ from pydantic import (
 )
 
 from campaigns.config.keys import GENERATE, dkim_private_key
-from campaigns.config.report import (
-    mask_secrets,
-)
+from campaigns.config.report import mask_url
 from campaigns.config.values import (
     MIN_SECRET_BYTES,
     MOST_VISITS,
@@ -30,9 +28,13 @@ from campaigns.config.values import (
     Age,
     DnsName,
     Duration,
+    FilePath,
+    Host,
+    Name,
     PublicUrl,
     RateValue,
     ScheduleValue,
+    Text,
     TimeZone,
     Url,
     Window,
@@ -61,8 +63,8 @@ Phone = Annotated[str, AfterValidator(_phone)]
 
 
 class Clinic(Section):
-    name: str
-    address: str
+    name: Text
+    address: Text
     timezone: TimeZone
     booking_url: Url
     website: Url | None = None
@@ -102,15 +104,16 @@ class Database(Section):
     @field_validator("url")
     @classmethod
     def _known_backend(cls, url: str) -> str:
+        if _SQLITE_ANY.match(url):
+            return _sqlite_file(url)
+        _plain_userinfo(url)
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         if url.startswith("postgresql+psycopg://"):
             return _postgresql_database(url)
-        if _SQLITE_ANY.match(url):
-            return _sqlite_file(url)
         raise ValueError(
             "expected 'sqlite:///FILE' or 'postgresql+psycopg://user@host/db', "
-            f"got {mask_secrets(url)!r}"
+            f"got {mask_url(url)!r}"
         )
 
     @property
@@ -119,6 +122,24 @@ class Database(Section):
 
 
 _SQLITE_ANY = re.compile(r"^sqlite(?:\+\w+)?://")
+_NEEDS_ENCODING = re.compile(r"[@/?#\s]")
+
+
+def _plain_userinfo(url: str) -> None:
+    """A password holding '@', '/', '?', '#' or a space is read by every parser differently.
+
+    SQLAlchemy ends it at its first '@' and takes the rest for the host, which
+    psycopg then prints in its error ("failed to resolve host 'x9Secret@…'"):
+    refused here, before any of them sees it, and never echoed.
+    """
+    _, separator, rest = url.partition("://")
+    userinfo, at, _ = rest.rpartition("@")
+    if separator and at and _NEEDS_ENCODING.search(userinfo):
+        raise ValueError(
+            f"{mask_url(url)!r}: the user name or password (before the last '@') holds '@', "
+            "'/', '?', '#' or a space, which a URL must percent-encode: '@' as %40, '/' as "
+            "%2F, '?' as %3F, '#' as %23, a space as %20"
+        )
 
 
 def _sqlite_file(url: str) -> str:
@@ -127,7 +148,7 @@ def _sqlite_file(url: str) -> str:
     path = parts.path.removeprefix("/")
     if parts.netloc or not path or ":memory:" in path or "mode=memory" in parts.query:
         raise ValueError(
-            f"{url!r} is not a database file (an in-memory database forgets every import "
+            f"{mask_url(url)!r} is not a database file (an in-memory database forgets every import "
             "when rebook exits): expected 'sqlite:///rebook.db' or 'sqlite:////abs/path.db'"
         )
     return url
@@ -139,10 +160,10 @@ def _postgresql_database(url: str) -> str:
     try:
         parts.port  # noqa: B018 - reading it is the check
     except ValueError:
-        raise ValueError(f"the port in {mask_secrets(url)!r} is not a number") from None
+        raise ValueError(f"the port in {mask_url(url)!r} is not a number") from None
     if not parts.path.strip("/") and "dbname=" not in parts.query:
         raise ValueError(
-            f"{mask_secrets(url)!r} names no database: expected "
+            f"{mask_url(url)!r} names no database: expected "
             "'postgresql+psycopg://user@host/DATABASE'"
         )
     return url
@@ -152,22 +173,30 @@ class Mail(Section):
     from_: Address = Field(alias="from")
     reply_to: Address | None = None
     transport: Literal["smtp", "maildir"] = "maildir"
-    maildir: Path = Path("sent-mail")
+    maildir: FilePath = Path("sent-mail")
     unsubscribe_mailto: Address | None = None
 
 
 class Smtp(Section):
-    host: str = "localhost"
+    host: Host = "localhost"
     port: int = Field(587, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "starttls"
-    username: str | None = None
+    username: Text | None = None
     password: SecretStr | None = None
     timeout: Duration = timedelta(seconds=30)
     connections: int = Field(4, ge=1, le=64)
     rate_limit: RateValue | None = None
     max_attempts: int = Field(5, ge=1, le=100)
     retry_backoff: Duration = timedelta(minutes=1)
-    ca_file: Path | None = None  # a private CA's PEM to verify the relay by (starttls, tls)
+    ca_file: FilePath | None = None  # a private CA's PEM to verify the relay by (starttls, tls)
+
+    @field_validator("password")
+    @classmethod
+    def _not_empty(cls, password: SecretStr | None) -> SecretStr | None:
+        """An empty password would be sent and refused: a relay without login wants none."""
+        if password is not None and not password.get_secret_value():
+            raise ValueError("is empty: unset it for a relay that takes mail without a login")
+        return password
 
     @model_validator(mode="after")
     def _retries_end(self) -> Smtp:
@@ -236,7 +265,7 @@ class Dkim(Section):
 
     domain: DnsName
     selector: DnsName
-    private_key_file: Path | None = None
+    private_key_file: FilePath | None = None
     private_key: SecretStr | None = None
 
     @field_validator("private_key")
@@ -282,7 +311,7 @@ class Segment(Section):
     """The rules of one segment; a client belongs when every rule given holds."""
 
     description: str = ""
-    services: list[str] | None = Field(None, min_length=1)
+    services: list[Text] | None = Field(None, min_length=1)
     last_visit_older_than: Age | None = None
     last_visit_newer_than: Duration | None = None
     first_visit_newer_than: Duration | None = None
@@ -290,21 +319,23 @@ class Segment(Section):
     visits_at_most: int | None = Field(None, ge=0, le=MOST_VISITS)
     booked: bool | None = None
     next_visit_within: Duration | None = None
-    tags_any: list[str] | None = Field(None, min_length=1)
-    tags_none: list[str] | None = Field(None, min_length=1)
+    tags_any: list[Text] | None = Field(None, min_length=1)
+    tags_none: list[Text] | None = Field(None, min_length=1)
 
 
 class Campaign(Section):
     segment: str
     kind: Literal["marketing", "transactional"] = "marketing"
-    template: str | None = None
-    articles: list[str] | str | None = None
-    subject: str | None = None
+    template: Text | None = None
+    articles: list[Text] | Text | None = None
+    subject: Text | None = None
     schedule: ScheduleValue | None = None
     repeat_after: Duration | None = None
     enabled: bool = True
     # A share of each run's audience kept back, unsent, as a control group (0: none).
     holdout: float = Field(0.0, ge=0.0, le=0.5)
+    # Names it had before a rename: the ledger's rows under them count as this campaign's.
+    previous_names: list[Name] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _content(self) -> Campaign:

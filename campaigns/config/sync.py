@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
 from campaigns.config.sections import Section, ServiceText
-from campaigns.config.values import Duration, RateValue
+from campaigns.config.values import Duration, FilePath, RateValue
 from campaigns.durations import Rate
 
 _SHARD = re.compile(r"[a-z]{2}\d{1,2}")  # au1, uk1, ca1: Cliniko's readme, "Base URL & shards"
@@ -100,7 +99,7 @@ class Cliniko(Section):
 
 
 class Sync(Section):
-    clients: Path | None = None
-    visits: Path | None = None
+    clients: FilePath | None = None
+    visits: FilePath | None = None
     every: Duration = timedelta(minutes=15)
     cliniko: Cliniko | None = None

@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from email.utils import getaddresses
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
+    BeforeValidator,
     Field,
     PlainSerializer,
     PlainValidator,
@@ -164,6 +167,31 @@ Url = Annotated[str, PlainValidator(_url)]
 PublicUrl = Annotated[str, PlainValidator(_public_url)]
 Address = Annotated[str, PlainValidator(_address)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+def _text(value: str) -> str:
+    """Text that must say something: an empty clinic name or relay host is a mistake."""
+    value = value.strip()
+    if not value:
+        raise ValueError("is empty: write a value, or leave the key out where it is optional")
+    return value
+
+
+def _host(value: str) -> str:
+    value = _text(value)
+    if _CONTROL_OR_SPACE.search(value):
+        raise ValueError(f"expected a host name or address like 'smtp.example.net', got {value!r}")
+    return value
+
+
+def _path(value: str) -> Path:
+    """An empty path would name the config file's own folder: never what was meant."""
+    return Path(_text(value))
+
+
+Text = Annotated[str, AfterValidator(_text)]
+Host = Annotated[str, AfterValidator(_host)]
+FilePath = Annotated[Path, BeforeValidator(lambda v: _path(v) if isinstance(v, str) else v)]
 
 
 def _dns_name(value: Any) -> str:

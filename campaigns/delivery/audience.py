@@ -3,7 +3,8 @@
 The audience is the segment's members, less (for marketing) those without
 consent and every suppressed address, less (for every kind) hard-bounced and
 forgotten addresses, less everyone the ledger says already had this
-campaign's key (or had the campaign within ``repeat_after``). It is one SQL
+campaign's key (or had the campaign within ``repeat_after``), under its name
+or one of its ``previous_names``. It is one SQL
 query, and ``enqueue`` turns it into ``queued`` ledger rows with one
 ``INSERT … SELECT … ON CONFLICT DO NOTHING``, so two workers enqueuing at once
 still make one row per client and key.
@@ -36,6 +37,7 @@ from sqlalchemy import (
     func,
     literal,
     not_,
+    or_,
     select,
     true,
     tuple_,
@@ -93,11 +95,26 @@ class Audience:
         """A ledger row of this campaign and key that spent it (or, given, in ``statuses``)."""
         spent = sends.c.status.in_(statuses) if statuses else sends.c.status.not_in(UNSPENT)
         return exists().where(
-            sends.c.campaign == self.name,
+            self._mine(),
             sends.c.client_id == clients.c.id,
             sends.c.key == key,
             spent,
         )
+
+    def _mine(self) -> ColumnElement[bool]:
+        """Ledger rows of this campaign: its own, and those of its ``previous_names``.
+
+        A renamed campaign's clients had it under the old name: without this
+        they would all get it again. New rows are written under the new name
+        only, so the ledger's unique key still holds. Rows an old name left
+        queued or deferred count for nothing: no campaign delivers them any
+        more, and the client gets it under the new name instead.
+        """
+        own = sends.c.campaign == self.name
+        if not self.campaign.previous_names:
+            return own
+        dead = sends.c.status.in_(("queued", "deferred"))
+        return or_(own, and_(sends.c.campaign.in_(self.campaign.previous_names), not_(dead)))
 
     @property
     def per_visit(self) -> bool:
@@ -139,7 +156,7 @@ class Audience:
         )
         if self.campaign.repeat_after is not None and not self.per_visit:
             recent = exists().where(
-                sends.c.campaign == self.name,
+                self._mine(),
                 sends.c.client_id == clients.c.id,
                 sends.c.created_at > self.now - self.campaign.repeat_after,
                 sends.c.status.not_in(UNSPENT),

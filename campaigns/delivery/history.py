@@ -65,6 +65,8 @@ def client_history(
     connection: Connection, email: str
 ) -> tuple[list[HistoryEntry], Suppression | None]:
     """Found by any spelling; even a malformed address a row holds can be looked up."""
+    if not email.strip():
+        raise UserError("EMAIL is empty: give the client's address, e.g. jo@example.com")
     email = lookup_form(email)
     ids = clients_of(connection, email)
     rows = connection.execute(

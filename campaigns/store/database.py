@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from campaigns.config import Database
-from campaigns.config.report import mask_secrets
+from campaigns.config.report import mask_secrets, mask_url
 from campaigns.errors import ConfigError, DatabaseUnavailable
 from campaigns.store.expressions import SQLITE_CONTROL_BUCKET, control_bucket
 from campaigns.store.refusals import storage_failure
@@ -36,7 +36,7 @@ def open_database(config: Database, *, upgrade: bool = True) -> Engine:
     try:
         engine = create_engine(config.url, **_engine_options(config))
     except (SQLAlchemyError, ValueError) as error:  # a URL SQLAlchemy cannot parse
-        raise ConfigError(mask_secrets(f"database.url: {error}")) from None
+        raise ConfigError(mask_secrets(f"database.url: {error}", config.url)) from None
     if config.is_sqlite:
         _make_sqlite_behave(engine)
     try:
@@ -53,8 +53,9 @@ def open_database(config: Database, *, upgrade: bool = True) -> Engine:
         reason = (
             getattr(error, "orig", None) or error
         )  # the driver's own words, when there are some
+        shown = mask_url(config.url)
         raise ConfigError(
-            mask_secrets(f"database.url: cannot open {engine.url!r}: {reason}")
+            mask_secrets(f"database.url: cannot open {shown!r}: {reason}", config.url)
         ) from None
     return engine
 
@@ -83,14 +84,17 @@ def unavailable(error: BaseException, url: URL) -> DatabaseUnavailable | None:
             return None
     elif any(mistake in words.lower() for mistake in _MISTAKES):
         return None
-    where = url.render_as_string(hide_password=True)
-    return DatabaseUnavailable(mask_secrets(f"the database {where} cannot be reached now: {first}"))
+    whole = url.render_as_string(hide_password=False)
+    text = f"the database {mask_url(whole)} cannot be reached now: {first}"
+    return DatabaseUnavailable(mask_secrets(text, whole))
 
 
 def _engine_options(config: Database) -> dict:
+    # An error's text never lists a statement's parameters: they can be a stored secret
+    # (the web secret, the forget key) or a client's details, and errors reach logs.
     if config.is_sqlite:
-        return {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}}
-    return {"pool_pre_ping": True}
+        return {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}, "hide_parameters": True}
+    return {"pool_pre_ping": True, "hide_parameters": True}
 
 
 def _make_sqlite_behave(engine: Engine) -> None:
