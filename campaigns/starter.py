@@ -9,6 +9,7 @@ symbolic link.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -16,8 +17,11 @@ from datetime import date
 from pathlib import Path
 
 from campaigns.clients.sample import write_sample_clinic
-from campaigns.errors import UserError
+from campaigns.errors import StorageError, UserError
 from campaigns.resources import default_templates, example_config
+
+
+_THE_MACHINES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def write_starter(
@@ -42,8 +46,15 @@ def write_starter(
     except OSError as error:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
+        reason = error.strerror or str(error)
+        if error.errno in _THE_MACHINES:  # room or rights, not a mistake in the command
+            raise StorageError(
+                f"rebook init: cannot write into {folder}: {reason}; nothing was written: "
+                "make room on the disk (or give rebook's user the right to write there), "
+                "then run it again"
+            ) from None
         where = error.filename or folder
-        raise UserError(f"rebook init: cannot write {where}: {error.strerror or error}") from None
+        raise UserError(f"rebook init: cannot write {where}: {reason}") from None
     return list(planned)
 
 
