@@ -20,7 +20,6 @@ from campaigns.clients.sample import write_sample_clinic
 from campaigns.errors import StorageError, UserError
 from campaigns.resources import default_templates, example_config
 
-
 _THE_MACHINES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
