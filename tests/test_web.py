@@ -221,3 +221,18 @@ def test_many_one_click_posts_at_once_are_each_answered_after_their_write(clinic
         ("c004", "unsubscribed"),
     ]
     assert sorted(addresses) == [(f"person{n}@example.com", "unsubscribed") for n in (0, 2, 4)]
+
+
+def test_an_old_link_of_a_forgotten_client_writes_nothing_back(clinic):
+    """Mail scanners POST to old links: after ``forget``, neither the one-click POST nor
+    the page's buttons store the client's id or address again."""
+    with SmtpServer() as smtp:
+        serving_clinic(clinic, smtp.port)
+        with RunningService(clinic.folder) as service:
+            service.wait_for("run finished")
+            link = link_of(smtp, "person0@example.com")
+            assert clinic.rebook("forget", "person0@example.com", "--yes").code == 0
+            for form in ({"List-Unsubscribe": "One-Click"}, {"action": "unsubscribe"}):
+                assert httpx.post(link, data=form).status_code == 200
+                assert suppressed(clinic) == ([], [])
+            assert service.stop() == 0

@@ -13,12 +13,13 @@ the audience is chosen and again the moment each message leaves.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, bindparam, delete, exists, literal_column, not_, or_, select
 from sqlalchemy.engine import Connection
 
-from campaigns.store.forgotten import forgotten_at, hasher
+from campaigns.store.forgotten import forgotten_among, hasher
 from campaigns.store.tables import client_suppressions, clients, suppressions
 from campaigns.store.upsert import insert_for
 
@@ -68,27 +69,73 @@ _INSERTS: dict = {}
 
 
 def suppress(connection: Connection, address: str, reason: str, detail: str, now: datetime) -> bool:
-    """Put an address on the suppression list; False if it already was."""
-    values = {
-        "address": address.strip().lower(),
-        "reason": reason,
-        "detail": detail[:2000],
-        "created_at": now,
-    }
-    statement = suppression_insert(connection.dialect.name)
-    return _inserted(connection, statement, values)
+    """Put an address on the suppression list; False if it already was, or is forgotten."""
+    return suppress_addresses(connection, [(address, reason, detail)], now) == 1
 
 
 def suppress_client(
     connection: Connection, client_id: str, reason: str, detail: str, now: datetime
 ) -> bool:
-    """Put a client on the suppression list by id; False if they already were."""
-    statement = (
-        insert_for(connection.dialect.name, client_suppressions)
-        .values(client_id=client_id, reason=reason, detail=detail[:2000], created_at=now)
-        .on_conflict_do_nothing(index_elements=["client_id"])
+    """Put a client on the suppression list by id; False if they already were, or are forgotten."""
+    return suppress_clients(connection, [(client_id, reason, detail)], now) == 1
+
+
+Entry = tuple[str, str, str]  # (client id or address, reason, detail)
+
+
+def suppress_clients(connection: Connection, entries: Iterable[Entry], now: datetime) -> int:
+    """The one writer of ``client_suppressions``: every path that keeps a client id comes here.
+
+    A client already on the list keeps their first entry. A forgotten client
+    (``rebook forget``) is left out: they are never mailed anyway, and storing
+    their id again would undo part of the erasure (a mail scanner POSTing to
+    an old unsubscribe link did exactly that). Returns the rows written when
+    there is one entry (0 or 1); for several, how many were asked and kept.
+    """
+    rows: dict[str, dict] = {}  # one row per client, however often they asked
+    for client_id, reason, detail in entries:
+        rows.setdefault(client_id, {"client_id": client_id, "reason": reason,
+                                    "detail": detail[:2000], "created_at": now})  # fmt: skip
+    for client_id in _forgotten(connection, "client", rows):
+        del rows[client_id]
+    statement = insert_for(connection.dialect.name, client_suppressions).on_conflict_do_nothing(
+        index_elements=["client_id"]
     )
-    return _inserted(connection, statement)
+    return _insert(connection, statement, list(rows.values()))
+
+
+def suppress_addresses(connection: Connection, entries: Iterable[Entry], now: datetime) -> int:
+    """The one writer of ``suppressions`` but the ledger's hard bounces (``Ledger._record``).
+
+    As ``suppress_clients``: an address already on the list keeps its first
+    entry, and a forgotten address is left out, since storing it would keep
+    in clear what ``forget`` keeps only as a keyed hash.
+    """
+    rows: dict[str, dict] = {}
+    for address, reason, detail in entries:
+        address = address.strip().lower()
+        rows.setdefault(address, {"address": address, "reason": reason,
+                                  "detail": detail[:2000], "created_at": now})  # fmt: skip
+    for address in _forgotten(connection, "address", rows):
+        del rows[address]
+    return _insert(connection, suppression_insert(connection.dialect.name), list(rows.values()))
+
+
+def _forgotten(connection: Connection, kind: str, values: Iterable[str]) -> set[str]:
+    """Which of ``values`` (client ids or addresses) were forgotten."""
+    hashes = hasher(connection)
+    if hashes is None:  # nobody was ever forgotten
+        return set()
+    hashed = {getattr(hashes, kind)(value): value for value in values}
+    return {hashed[found] for found in forgotten_among(connection, hashed)}
+
+
+def _insert(connection: Connection, statement, rows: list[dict]) -> int:
+    if len(rows) == 1:
+        return int(_inserted(connection, statement, rows[0]))
+    if rows:
+        connection.execute(statement, rows)
+    return len(rows)
 
 
 def _inserted(connection: Connection, statement, values=None) -> bool:
@@ -102,51 +149,31 @@ def _inserted(connection: Connection, statement, values=None) -> bool:
 
 
 def unsubscribe_client(connection: Connection, client_id: str, detail: str, now: datetime) -> None:
-    """A client's own unsubscribe (their link): the client by id and their address now.
-
-    A link of a client since forgotten stores nothing: they are already never
-    mailed, and keeping their id again would undo part of the erasure.
-    """
-    hashes = hasher(connection)
-    if hashes is not None and forgotten_at(connection, hashes.client(client_id)) is not None:
-        return
-    suppress_client(connection, client_id, "unsubscribed", detail, now)
-    address = _address_of(connection, client_id)
-    if address is not None:
-        suppress(connection, address, "unsubscribed", detail, now)
+    """A client's own unsubscribe (their link): the client by id and their address now."""
+    unsubscribe_clients(connection, [(client_id, detail)], now)
 
 
 def unsubscribe_clients(
     connection: Connection, requests: list[tuple[str, str]], now: datetime
 ) -> None:
-    """Many clients' own unsubscribes, (client id, detail) each, in three statements.
+    """Many clients' own unsubscribes, (client id, detail) each, in a few statements.
 
-    The same as ``unsubscribe_client`` for each: the web endpoint writes what
-    arrived meanwhile as one batch, one short transaction for them all.
+    The web endpoint writes what arrived meanwhile as one batch, one short
+    transaction for them all. A link of a client since forgotten stores nothing.
     """
     if not requests:
         return
-    dialect = connection.dialect.name
-    by_id = insert_for(dialect, client_suppressions).on_conflict_do_nothing(
-        index_elements=["client_id"]
-    )
-    rows = {}  # one row per client, however often they asked
-    for client_id, detail in requests:
-        rows.setdefault(client_id, {"client_id": client_id, "reason": "unsubscribed",
-                                    "detail": detail[:2000], "created_at": now})  # fmt: skip
-    connection.execute(by_id, list(rows.values()))
-    ids = list(rows)
+    suppress_clients(connection, [(id_, "unsubscribed", detail) for id_, detail in requests], now)
+    ids = list({client_id for client_id, _ in requests})
     emails = dict(
         connection.execute(select(clients.c.id, clients.c.email).where(clients.c.id.in_(ids))).all()
     )
-    addresses = {}
-    for client_id, detail in requests:
-        if emails.get(client_id) is not None:
-            address = emails[client_id].strip().lower()
-            addresses.setdefault(address, {"address": address, "reason": "unsubscribed",
-                                           "detail": detail[:2000], "created_at": now})  # fmt: skip
-    if addresses:
-        connection.execute(suppression_insert(dialect), list(addresses.values()))
+    addresses = [
+        (emails[client_id], "unsubscribed", detail)
+        for client_id, detail in requests
+        if emails.get(client_id) is not None
+    ]
+    suppress_addresses(connection, addresses, now)
 
 
 def resubscribe_client(connection: Connection, client_id: str) -> None:

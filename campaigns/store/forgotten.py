@@ -80,3 +80,12 @@ def remember(connection: Connection, kind: str, hashes: Iterable[str], now: date
             index_elements=[forgotten.c.hash]
         )
         connection.execute(statement, rows)
+
+
+def forgotten_among(connection: Connection, hashes: Iterable[str]) -> set[str]:
+    """Which of ``hashes`` are forgotten, in one query."""
+    wanted = list(hashes)
+    if not wanted:
+        return set()
+    query = select(forgotten.c.hash).where(forgotten.c.hash.in_(wanted))
+    return set(connection.execute(query).scalars())
