@@ -32,7 +32,7 @@ from campaigns.store import presence as presence_of
 from jobs.logs import LOGGER, event
 from jobs.syncing import keep_cliniko_in_sync, keep_in_sync, require_cliniko_key
 from jobs.systemd import notify
-from jobs.web import start_web
+from jobs.webserver import start_web
 
 STOP_TIMEOUT = 30.0  # seconds in-flight SMTP transactions get to finish after SIGTERM
 PICKUP_EVERY = timedelta(minutes=1)  # the longest the service sleeps between looks at the queue
@@ -75,6 +75,8 @@ class Service:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         self._catch_signals(asyncio.get_running_loop())
+        # Before anything starts: no marketing goes out while its unsubscribe links reach nothing
+        web, serving = await start_web(self.engine, self.settings, self.clock, self.config_path)
         self.scheduler = AsyncIOScheduler(timezone=self.settings.clinic.timezone)
         self.scheduler.start()
         self._schedule_all(starting=True)
@@ -82,7 +84,6 @@ class Service:
         presence = asyncio.create_task(self._stay_present())
         self.syncing = asyncio.create_task(self._keep_in_sync())
         self.cliniko = asyncio.create_task(self._keep_cliniko_in_sync())
-        web, serving = await start_web(self.engine, self.settings, self.clock)
         notify("READY=1")
         event(log, "service started", campaigns=len(self._scheduled()), worker=_worker())
         await self.stop.wait()

@@ -9,6 +9,11 @@ Marketing goes to nobody on either list. Transactional mail (appointment
 reminders) needs no consent and ignores unsubscribes, but never goes to an
 address that bounced or was forgotten. The same rules are asked twice: when
 the audience is chosen and again the moment each message leaves.
+
+Every entry is written by ``suppress_clients`` or ``suppress_addresses``
+(the ledger's hard bounces aside), which leave forgotten clients and
+addresses out. A client's own link undoes only their own unsubscribe; what
+the clinic decided (``kept_off``) it cannot.
 """
 
 from __future__ import annotations
@@ -155,14 +160,16 @@ def unsubscribe_client(connection: Connection, client_id: str, detail: str, now:
 
 def unsubscribe_clients(
     connection: Connection, requests: list[tuple[str, str]], now: datetime
-) -> None:
+) -> set[str]:
     """Many clients' own unsubscribes, (client id, detail) each, in a few statements.
 
     The web endpoint writes what arrived meanwhile as one batch, one short
     transaction for them all. A link of a client since forgotten stores nothing.
+    Returns the ids the clinic keeps off the list at its end (``kept_off``):
+    their page must not offer to subscribe again.
     """
     if not requests:
-        return
+        return set()
     suppress_clients(connection, [(id_, "unsubscribed", detail) for id_, detail in requests], now)
     ids = list({client_id for client_id, _ in requests})
     emails = dict(
@@ -174,23 +181,64 @@ def unsubscribe_clients(
         if emails.get(client_id) is not None
     ]
     suppress_addresses(connection, addresses, now)
+    return kept_off(connection, ids)
 
 
-def resubscribe_client(connection: Connection, client_id: str) -> None:
-    """Undo the client's own unsubscribe; an owner's, a bounce or a forget stays."""
+SUBSCRIBED, UNSUBSCRIBED, KEPT_OFF = "subscribed", "unsubscribed", "kept off"
+OWN = literal_column("'unsubscribed'")  # the one reason a client's own link may undo
+
+
+def kept_off(connection: Connection, ids: Iterable[str]) -> set[str]:
+    """The clients kept off marketing at the clinic's end, which their own link cannot undo.
+
+    Any entry but their own unsubscribe, on their id or on their address now
+    (an owner's ``rebook unsubscribe``, a hard bounce, a complaint), or a
+    forget. A client forgotten answers as one the clinic keeps off, so no page
+    tells whether a client's data still exist.
+    """
+    ids = list(ids)
+    if not ids:
+        return set()
+    by_id = select(client_suppressions.c.client_id).where(
+        client_suppressions.c.client_id.in_(ids), client_suppressions.c.reason != OWN
+    )
+    by_address = (
+        select(clients.c.id)
+        .join(suppressions, suppressions.c.address == clients.c.email)
+        .where(clients.c.id.in_(ids), suppressions.c.reason != OWN)
+    )
+    found = set(connection.execute(by_id.union(by_address)).scalars())
+    return found | _forgotten(connection, "client", ids)
+
+
+def standing(connection: Connection, client_id: str) -> str:
+    """``SUBSCRIBED``, ``UNSUBSCRIBED`` (by their own choice) or ``KEPT_OFF`` (``kept_off``)."""
+    if kept_off(connection, [client_id]):
+        return KEPT_OFF
+    own = exists().where(client_suppressions.c.client_id == client_id)
+    address = _address_of(connection, client_id)
+    if address is not None:
+        own = or_(own, exists().where(suppressions.c.address == address))
+    return UNSUBSCRIBED if connection.execute(select(own)).scalar() else SUBSCRIBED
+
+
+def resubscribe_client(connection: Connection, client_id: str) -> bool:
+    """Undo the client's own unsubscribe; False, changing nothing, when they are ``kept_off``."""
+    if kept_off(connection, [client_id]):
+        return False
     connection.execute(
         delete(client_suppressions).where(
-            client_suppressions.c.client_id == client_id,
-            client_suppressions.c.reason == "unsubscribed",
+            client_suppressions.c.client_id == client_id, client_suppressions.c.reason == OWN
         )
     )
     address = _address_of(connection, client_id)
     if address is not None:
         connection.execute(
             delete(suppressions).where(
-                suppressions.c.address == address, suppressions.c.reason == "unsubscribed"
+                suppressions.c.address == address, suppressions.c.reason == OWN
             )
         )
+    return True
 
 
 def _address_of(connection: Connection, client_id: str) -> str | None:
