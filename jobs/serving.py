@@ -41,9 +41,12 @@ def run(app: App, log_format: str) -> int:
 
     try:
         return asyncio.run(serve())
-    except UserError as problem:  # said in the log's own form
+    except UserError as problem:  # said in the log's own form: with json, still one object a line
         log.error(str(problem))
         return EXIT_USAGE
+    except Exception:
+        log.exception("the service stopped on an error")
+        return EXIT_FAILED
 
 
 @click.command()

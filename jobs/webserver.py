@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 from campaigns.config.report import environment
 from campaigns.config.values import split_listen
 from campaigns.errors import UserError
+from jobs.connections import Guard, guarded
 from jobs.logs import LOGGER, event
 from jobs.web import Endpoint, Troubles, make_app, site_of
 
@@ -110,12 +111,14 @@ def check_listen(settings, config_path) -> tuple[list[str], list[str]]:
     return [], []
 
 
-def make_server(endpoint: Endpoint):
+def make_server(endpoint: Endpoint, guard: Guard | None = None):
     """A uvicorn server for ``endpoint`` that leaves the signals to the service.
 
-    ``X-Forwarded-For``
+    Its connections are held to ``guard``'s limits (``jobs.connections``; by
+    default its constants, the trusted proxies exempt). ``X-Forwarded-For``
     is read by the endpoint (``Site.trusted_proxies``), so uvicorn is told
-    nothing of proxies and does not read ``FORWARDED_ALLOW_IPS`` itself.
+    nothing of proxies and does not read ``FORWARDED_ALLOW_IPS`` itself;
+    ``log_config=None``: uvicorn's loggers write through rebook's (``jobs.logs``).
     """
     import uvicorn
 
@@ -124,8 +127,10 @@ def make_server(endpoint: Endpoint):
         def capture_signals(self):  # rebook's own handlers stop the service, and then us
             yield
 
+    if guard is None:
+        guard = Guard(exempt=lambda host: endpoint.site.trusts(host))
     config = uvicorn.Config(
-        endpoint, log_level="warning", access_log=False, lifespan="off",
+        endpoint, http=guarded(guard), log_config=None, access_log=False, lifespan="off",
         limit_concurrency=LIMIT_CONCURRENCY, timeout_keep_alive=5, server_header=False,
         h11_max_incomplete_event_size=16_384, proxy_headers=False, backlog=BACKLOG,
     )  # fmt: skip

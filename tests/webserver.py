@@ -14,11 +14,11 @@ from .smtpd import free_port
 
 
 @contextlib.contextmanager
-def served(app) -> Iterator[str]:
+def served(app, guard=None) -> Iterator[str]:
     """``app`` served as ``rebook run`` serves it, on a free port of 127.0.0.1: its base URL."""
     port = free_port()
     sockets = bind(f"127.0.0.1:{port}")
-    server = make_server(app)
+    server = make_server(app, guard)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(
         target=loop.run_until_complete, args=(server.serve(sockets=sockets),), daemon=True
