@@ -101,15 +101,25 @@ def suppress_clients(connection: Connection, entries: Iterable[Entry], now: date
     for client_id, reason, detail in entries:
         rows.setdefault(client_id, {"client_id": client_id, "reason": reason,
                                     "detail": detail[:2000], "created_at": now})  # fmt: skip
-    for client_id in _forgotten(connection, "client", rows):
+    for client_id in ForgetCheck(connection).among("client", rows):
         del rows[client_id]
+    return _insert_clients(connection, list(rows.values()))
+
+
+def _insert_clients(connection: Connection, rows: list[dict]) -> int:
+    """Rows already checked against ``forgotten``: callers are this module's writers only."""
     statement = insert_for(connection.dialect.name, client_suppressions).on_conflict_do_nothing(
         index_elements=["client_id"]
     )
-    return _insert(connection, statement, list(rows.values()))
+    return _insert(connection, statement, rows)
 
 
-def suppress_addresses(connection: Connection, entries: Iterable[Entry], now: datetime) -> int:
+def suppress_addresses(
+    connection: Connection,
+    entries: Iterable[Entry],
+    now: datetime,
+    check: ForgetCheck | None = None,
+) -> int:
     """The one writer of ``suppressions`` but the ledger's hard bounces (``Ledger._record``).
 
     As ``suppress_clients``: an address already on the list keeps its first
@@ -121,18 +131,23 @@ def suppress_addresses(connection: Connection, entries: Iterable[Entry], now: da
         address = address.strip().lower()
         rows.setdefault(address, {"address": address, "reason": reason,
                                   "detail": detail[:2000], "created_at": now})  # fmt: skip
-    for address in _forgotten(connection, "address", rows):
+    for address in (check or ForgetCheck(connection)).among("address", rows):
         del rows[address]
     return _insert(connection, suppression_insert(connection.dialect.name), list(rows.values()))
 
 
-def _forgotten(connection: Connection, kind: str, values: Iterable[str]) -> set[str]:
-    """Which of ``values`` (client ids or addresses) were forgotten."""
-    hashes = hasher(connection)
-    if hashes is None:  # nobody was ever forgotten
-        return set()
-    hashed = {getattr(hashes, kind)(value): value for value in values}
-    return {hashed[found] for found in forgotten_among(connection, hashed)}
+class ForgetCheck:
+    """Which client ids or addresses were forgotten; the key is read once, for a whole batch."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection, self.hashes = connection, hasher(connection)
+
+    def among(self, kind: str, values: Iterable[str]) -> set[str]:
+        """Those of ``values`` (``kind`` "client" ids or "address"es) that were forgotten."""
+        if self.hashes is None:  # nobody was ever forgotten
+            return set()
+        hashed = {getattr(self.hashes, kind)(value): value for value in values}
+        return {hashed[found] for found in forgotten_among(self.connection, hashed)}
 
 
 def _insert(connection: Connection, statement, rows: list[dict]) -> int:
@@ -170,18 +185,25 @@ def unsubscribe_clients(
     """
     if not requests:
         return set()
-    suppress_clients(connection, [(id_, "unsubscribed", detail) for id_, detail in requests], now)
-    ids = list({client_id for client_id, _ in requests})
-    emails = dict(
-        connection.execute(select(clients.c.id, clients.c.email).where(clients.c.id.in_(ids))).all()
-    )
+    check = ForgetCheck(connection)  # the batch's statements are few: the endpoint waits on them
+    rows: dict[str, dict] = {}
+    for client_id, detail in requests:
+        rows.setdefault(client_id, {"client_id": client_id, "reason": "unsubscribed",
+                                    "detail": detail[:2000], "created_at": now})  # fmt: skip
+    gone = check.among("client", rows)
+    _insert_clients(connection, [row for key, row in rows.items() if key not in gone])
+    known = connection.execute(
+        select(clients.c.id, clients.c.email, _other_reason(clients.c.id, clients.c.email))
+        .where(clients.c.id.in_(list(rows)))
+    ).all()  # fmt: skip
+    emails = {client_id: email for client_id, email, _ in known}
     addresses = [
         (emails[client_id], "unsubscribed", detail)
         for client_id, detail in requests
         if emails.get(client_id) is not None
     ]
-    suppress_addresses(connection, addresses, now)
-    return kept_off(connection, ids)
+    suppress_addresses(connection, addresses, now, check)
+    return gone | {client_id for client_id, _, other in known if other}
 
 
 SUBSCRIBED, UNSUBSCRIBED, KEPT_OFF = "subscribed", "unsubscribed", "kept off"
@@ -208,7 +230,17 @@ def kept_off(connection: Connection, ids: Iterable[str]) -> set[str]:
         .where(clients.c.id.in_(ids), suppressions.c.reason != OWN)
     )
     found = set(connection.execute(by_id.union(by_address)).scalars())
-    return found | _forgotten(connection, "client", ids)
+    return found | ForgetCheck(connection).among("client", ids)
+
+
+def _other_reason(client_id: ColumnElement, address: ColumnElement) -> ColumnElement[bool]:
+    """True when an entry but the client's own unsubscribe is on their id or their address."""
+    return or_(
+        exists().where(
+            client_suppressions.c.client_id == client_id, client_suppressions.c.reason != OWN
+        ),
+        exists().where(suppressions.c.address == address, suppressions.c.reason != OWN),
+    )
 
 
 def standing(connection: Connection, client_id: str) -> str:
