@@ -58,7 +58,11 @@ def bind(listen: str) -> list[socket.socket]:
     sockets: list[socket.socket] = []
     try:
         for family, kind, proto, _, address in dict.fromkeys(found):
-            sockets.append(sock := socket.socket(family, kind, proto))
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError:  # a family this machine lacks (IPv6 turned off): as asyncio does
+                continue
+            sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -69,6 +73,8 @@ def bind(listen: str) -> list[socket.socket]:
         for sock in sockets:
             sock.close()
         raise ListenError(_why(error, host, port), in_use=error.errno == errno.EADDRINUSE) from None
+    if not sockets:
+        raise ListenError(f"{host} has no address this machine can listen on")
     return sockets
 
 
