@@ -108,10 +108,15 @@ def suppress_clients(connection: Connection, entries: Iterable[Entry], now: date
 
 def _insert_clients(connection: Connection, rows: list[dict]) -> int:
     """Rows already checked against ``forgotten``: callers are this module's writers only."""
-    statement = insert_for(connection.dialect.name, client_suppressions).on_conflict_do_nothing(
-        index_elements=["client_id"]
-    )
-    return _insert(connection, statement, rows)
+    dialect = connection.dialect.name
+    if dialect not in _CLIENT_INSERTS:
+        _CLIENT_INSERTS[dialect] = insert_for(dialect, client_suppressions).on_conflict_do_nothing(
+            index_elements=["client_id"]
+        )
+    return _insert(connection, _CLIENT_INSERTS[dialect], rows)
+
+
+_CLIENT_INSERTS: dict = {}
 
 
 def suppress_addresses(
@@ -192,10 +197,7 @@ def unsubscribe_clients(
                                     "detail": detail[:2000], "created_at": now})  # fmt: skip
     gone = check.among("client", rows)
     _insert_clients(connection, [row for key, row in rows.items() if key not in gone])
-    known = connection.execute(
-        select(clients.c.id, clients.c.email, _other_reason(clients.c.id, clients.c.email))
-        .where(clients.c.id.in_(list(rows)))
-    ).all()  # fmt: skip
+    known = connection.execute(_KNOWN, {"ids": list(rows)}).all()
     emails = {client_id: email for client_id, email, _ in known}
     addresses = [
         (emails[client_id], "unsubscribed", detail)
@@ -276,3 +278,9 @@ def resubscribe_client(connection: Connection, client_id: str) -> bool:
 def _address_of(connection: Connection, client_id: str) -> str | None:
     query = select(clients.c.email).where(clients.c.id == client_id)
     return connection.execute(query).scalar()
+
+
+# Built once: the endpoint runs it for every batch of unsubscribes.
+_KNOWN = select(clients.c.id, clients.c.email, _other_reason(clients.c.id, clients.c.email)).where(
+    clients.c.id.in_(bindparam("ids", expanding=True))
+)

@@ -19,7 +19,7 @@ import hmac
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from campaigns.store.secrets import FORGET_KEY_NAME, make_key, stored_key
@@ -87,5 +87,7 @@ def forgotten_among(connection: Connection, hashes: Iterable[str]) -> set[str]:
     wanted = list(hashes)
     if not wanted:
         return set()
-    query = select(forgotten.c.hash).where(forgotten.c.hash.in_(wanted))
-    return set(connection.execute(query).scalars())
+    return set(connection.execute(_AMONG, {"hashes": wanted}).scalars())
+
+
+_AMONG = select(forgotten.c.hash).where(forgotten.c.hash.in_(bindparam("hashes", expanding=True)))
