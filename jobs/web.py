@@ -47,11 +47,12 @@ from campaigns.content.tokens import read_token
 from campaigns.delivery.suppression import KEPT_OFF, SUBSCRIBED, resubscribe_client, standing
 from campaigns.store.database import write_transaction
 from jobs.iplimit import LimitPerAddress, PerAddressLimit
-from jobs.logs import LOGGER, event
+from jobs.logs import LOGGER, OncePerMinute, event
 from jobs.pages import Pages
 from jobs.unsubscribing import UnsubscribeWriter
 
-log = logging.getLogger(LOGGER)
+log = logging.getLogger(LOGGER + ".web")  # its lines read as rebook's, each at most once a minute
+log.addFilter(OncePerMinute())  # a database down under a flood of POSTs: one line, not thousands
 MAX_BODY = 4_096  # bytes: the one-click body is 26; a form from our own page is as short
 ONE_CLICK = b"List-Unsubscribe=One-Click"  # RFC 8058's body, form-urlencoded
 Troubles = Callable[[], dict[str, str]]  # {background loop: why it is failing now}

@@ -322,3 +322,16 @@ def test_a_new_site_applies_from_the_next_request(sqlite_clinic):
         app.configure(Site(b"secret-of-at-least-16-bytes", Pages("Kings Park Physio"), strict))
         assert "Kings Park Physio" in httpx.get(base + link).text
         assert httpx.get(base + link).status_code == 429
+
+
+def test_a_database_gone_mid_request_is_a_short_503_not_a_traceback():
+    gone = create_engine("postgresql+psycopg://rebook@127.0.0.1:1/rebook")  # nothing listens
+    link = f"/unsubscribe/{make_token(b'secret-of-at-least-16-bytes', 'c1')}"
+    with served(make_app(gone, site(), lambda: datetime.now(UTC))) as base:
+        answers = [
+            httpx.get(base + link),
+            httpx.post(base + link, data={"List-Unsubscribe": "One-Click"}),
+            httpx.post(base + link, data={"action": "resubscribe"}),
+        ]
+    for answer in answers:
+        assert answer.status_code == 503 and "try again later" in answer.text
