@@ -33,4 +33,12 @@ def served(app, guard=None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        loop.run_until_complete(_cancel_the_rest())  # the batch writer waits for work forever
         loop.close()
+
+
+async def _cancel_the_rest() -> None:
+    left = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in left:
+        task.cancel()
+    await asyncio.gather(*left, return_exceptions=True)
