@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _process import timed  # noqa: E402
-from send import REBOOK, build_clinic, running_sink  # noqa: E402
+from send import REBOOK, build_clinic, free_port, running_sink  # noqa: E402
 
 from campaigns.clients.sample import SampleSize, write_sample_clinic  # noqa: E402
 
@@ -106,10 +106,16 @@ schedule = "{cron}"
 class Service:
     """One ``rebook run`` process whose JSON log lines are collected, with arrival times."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, env: dict[str, str] | None = None) -> None:
+        environment = {**os.environ, **(env or {})}
+        if (
+            "REBOOK_WEB__LISTEN" not in environment
+            and "listen =" not in (folder / "config.toml").read_text()
+        ):  # rebook run stops when it cannot listen: 8080 may be taken
+            environment["REBOOK_WEB__LISTEN"] = f"127.0.0.1:{free_port()}"
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
-            [str(REBOOK), "run", "--log-format", "json"], cwd=folder,
+            [str(REBOOK), "run", "--log-format", "json"], cwd=folder, env=environment,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.lines: list[tuple[float, dict]] = []
@@ -369,7 +375,10 @@ def three_workers(server: str, n: int, port: int, repeat: int) -> list[dict]:
 def run_workers(folder: Path, url: str, n: int) -> dict:
     from sqlalchemy import create_engine, text
 
-    workers = [Service(folder) for _ in range(3)]
+    # One worker serves the unsubscribe links; on one machine the others cannot also listen.
+    workers = [
+        Service(folder, None if n == 0 else {"REBOOK_WEB__SERVE": "false"}) for n in range(3)
+    ]
     engine = create_engine(url)
     try:
         for worker in workers:

@@ -105,7 +105,7 @@ def script(folder: Path, rate: int, connections: int) -> Path:
 def start(folder: Path) -> Service:
     os.environ["REBOOK_WEB__SECRET"] = SECRET  # inherited by the service
     service = Service(folder)
-    service.wait_for("web endpoint listening", timeout=120)
+    service.wait_for("service started", timeout=120)  # the endpoint listens before this
     return service
 
 

@@ -100,7 +100,9 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
     With --smtp, each step to the relay is taken in turn (connect, TLS,
     STARTTLS and AUTH offered, login) and the first that fails is named,
     exit 1. With --sync, one call to Cliniko's API names the account
-    reached; a refused key exits 2.
+    reached; a refused key exits 2. [web] listen is bound for a moment: an
+    address this machine cannot listen on exits 2; one in use (by rebook run
+    already?) is a warning.
 
     \b
     Example:
@@ -115,9 +117,12 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
         check_sync_sources,
     )
     from campaigns.preview import check_templates, first_name_warnings
+    from jobs.webserver import check_listen
 
     settings = app.settings
-    problems = [*check_templates(settings, app.now()), *check_maildir(settings, app.config_path)]
+    cannot_listen, listen_in_use = check_listen(settings, app.config_path)
+    problems = [*check_templates(settings, app.now()), *check_maildir(settings, app.config_path),
+                *cannot_listen]  # fmt: skip
     if problems:
         raise UserError("\n".join(str(problem) for problem in problems))
     with app.engine.connect() as connection:
@@ -132,6 +137,8 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
     ]  # fmt: skip
     for warning in warnings:
         console.warn(f"{app.config_path}: {warning}")
+    for warning in listen_in_use:  # names the file or the variable itself
+        console.warn(warning)
     for warning in first_name_warnings(settings, app.now()):
         console.warn(f"{app.config_path}: {warning}")
     console.print_table(

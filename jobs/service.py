@@ -39,7 +39,8 @@ from jobs.loops import Troubles, keep_going
 from jobs.running import Runs
 from jobs.syncing import cliniko_round, files_round, require_cliniko_key
 from jobs.systemd import notify
-from jobs.web import start_web
+from jobs.web import site_of
+from jobs.webserver import start_web
 
 PICKUP_EVERY = timedelta(minutes=1)  # the longest the service sleeps between looks at the queue
 DELIVERY = "delivery of "  # + a campaign: the name of its trouble, should its delivery fail
@@ -70,6 +71,7 @@ class Service:
         self.loops: dict[str, asyncio.Task] = {}
         self.importing = False  # a round of the [sync] files is under way
         self.scheduler = None
+        self.web = None  # the endpoint's server, when this worker serves it
 
     # -- the process ---------------------------------------------------------------
 
@@ -77,11 +79,14 @@ class Service:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         self._catch_signals(asyncio.get_running_loop())
+        # Before anything starts: no marketing goes out while its unsubscribe links reach nothing
+        self.web, serving = await start_web(
+            self.engine, self.settings, self.clock, self.config_path, troubles=self.troubles.now
+        )
         self.scheduler = AsyncIOScheduler(timezone=self.settings.clinic.timezone)
         self.scheduler.start()
         self._schedule_all(starting=True)
         self._start_loops()
-        web, serving = await start_web(self.engine, self.settings, self.clock)
         notify("READY=1")
         event(log, "service started", campaigns=len(self._scheduled()), worker=_worker())
         await self.stop.wait()
@@ -91,8 +96,8 @@ class Service:
         self.runs.stop_all()
         await self._stop_loops()
         await self.runs.finish()
-        if web is not None:
-            web.should_exit = True
+        if self.web is not None:
+            self.web.should_exit = True
             await serving
         self.scheduler.shutdown(wait=False)
         await asyncio.to_thread(self._withdraw)
@@ -133,11 +138,22 @@ class Service:
             problems = [error]
         if not problems and settings.database.url != self.settings.database.url:
             problems = ["database.url changed: restart rebook run to use another database"]
+        moved = [
+            key
+            for key in ("listen", "serve")
+            if not problems and getattr(settings.web, key) != getattr(self.settings.web, key)
+        ]
+        if moved:
+            problems = [f"[web] {' and '.join(moved)} changed: restart rebook run to serve the "
+                        "links elsewhere (the rest of [web] and the clinic's details apply on "
+                        "reload)"]  # fmt: skip
         if problems:
             reason = "; ".join(str(problem) for problem in problems)
             event(log, "config not reloaded", level=logging.ERROR, reason=reason)
             return
         self.settings = settings
+        if self.web is not None:  # pages, limits and proxies from the next request on
+            self.web.endpoint.configure(site_of(settings, self.web.endpoint.site.secret))
         self.runs.stop_unwanted(settings)
         self._start_loops()  # [sync] or [sync.cliniko] may be new
         self._schedule_all(starting=False)

@@ -20,7 +20,8 @@ def run(app: App, log_format: str) -> int:
 
     Runs missed while rebook was stopped are caught up once (within [service]
     catch_up); deferred messages are retried when due; SIGHUP re-reads the
-    config. Exit 0 after a clean stop.
+    config. Serves the unsubscribe links on [web] listen, and exits 2 when it
+    cannot (unless [web] serve = false). Exit 0 after a clean stop.
 
     \b
     Example:
@@ -32,13 +33,20 @@ def run(app: App, log_format: str) -> int:
     from jobs.logs import setup_logging
     from jobs.service import Service
 
-    setup_logging(log_format)
+    log = setup_logging(log_format)
 
     async def serve() -> int:
         service = Service(app.config_path)  # a bad config: exit 2, before anything starts
         return await service.serve()
 
-    return asyncio.run(serve())
+    try:
+        return asyncio.run(serve())
+    except UserError as problem:  # said in the log's own form: with json, still one object a line
+        log.error(str(problem))
+        return EXIT_USAGE
+    except Exception:
+        log.exception("the service stopped on an error")
+        return EXIT_FAILED
 
 
 @click.command()

@@ -6,7 +6,7 @@ made ~360 a second on the shared 2-core box and, on SQLite, took the write
 lock hundreds of times a second from the sender's ledger commits (its rate
 fell by 90%). Here every POST waits on one writer: whatever arrived while
 the previous batch was being written goes in the next, up to ``MOST_AT_ONCE``,
-in three statements (``unsubscribe_clients``). A quiet endpoint writes each
+in a few statements (``unsubscribe_clients``). A quiet endpoint writes each
 unsubscribe at once; a busy one writes one batch per turn of the event loop.
 
 The batch is written on the event loop, as the sender's ledger commits are: a
@@ -38,15 +38,18 @@ class UnsubscribeWriter:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
 
-    async def unsubscribe(self, client_id: str, detail: str) -> None:
-        """Raises what the write raised, so the request fails rather than claims success."""
+    async def unsubscribe(self, client_id: str, detail: str) -> bool:
+        """Whether the clinic keeps the client off at its end (``kept_off``), once committed.
+
+        Raises what the write raised, so the request fails rather than claims success.
+        """
         if self._task is None or self._task.done():  # started on the server's own loop
             self._wake = asyncio.Event()
             self._task = asyncio.create_task(self._write_batches())
         done = asyncio.get_running_loop().create_future()
         self._pending.append((client_id, detail, done))
         self._wake.set()
-        await done
+        return await done
 
     async def _write_batches(self) -> None:
         while True:
@@ -59,16 +62,16 @@ class UnsubscribeWriter:
                 continue
             requests = [(client_id, detail) for client_id, detail, _ in batch]
             try:
-                self._write(requests, self.clock())  # on the loop: see the module's docstring
+                kept_off = self._write(requests, self.clock())  # on the loop: see the docstring
             except Exception as error:
                 for *_, done in batch:
                     if not done.done():
                         done.set_exception(error)
             else:
-                for *_, done in batch:
+                for client_id, _, done in batch:
                     if not done.done():
-                        done.set_result(None)
+                        done.set_result(client_id in kept_off)
 
-    def _write(self, requests: list[tuple[str, str]], now: datetime) -> None:
+    def _write(self, requests: list[tuple[str, str]], now: datetime) -> set[str]:
         with write_transaction(self.engine) as connection:
-            unsubscribe_clients(connection, requests, now)
+            return unsubscribe_clients(connection, requests, now)

@@ -10,6 +10,7 @@ import pytest
 from campaigns import resources
 
 from .conftest import run_rebook
+from .smtpd import free_port
 
 
 def test_init_with_sample_data_gives_a_clinic_where_every_segment_has_members(tmp_path):
@@ -20,7 +21,8 @@ def test_init_with_sample_data_gives_a_clinic_where_every_segment_has_members(tm
     for kind in ("clients", "visits"):
         imported = run_rebook("import", kind, f"exports/{kind}.csv", cwd=demo)
         assert imported.code == 0 and "0 rejected" in imported.out, imported.err
-    check = run_rebook("check", cwd=demo)
+    free = {"REBOOK_WEB__LISTEN": f"127.0.0.1:{free_port()}"}  # 8080 may be taken here
+    check = run_rebook("check", cwd=demo, env=free)
     assert check.code == 0, check.err
     assert check.err == ""  # no warnings: every service and tag of the example exists
     for name in ("lapsed-back-pain", "back-pain-readers", "appointment-soon"):

@@ -9,8 +9,15 @@ from datetime import timedelta
 
 from sqlalchemy import String, Text, insert, select, text
 
+from campaigns.delivery.history import unsubscribe_by_hand
 from campaigns.delivery.ledger import Ledger, Result
-from campaigns.delivery.suppression import unsubscribe_client
+from campaigns.delivery.suppression import (
+    suppress,
+    suppress_client,
+    suppress_clients,
+    unsubscribe_client,
+    unsubscribe_clients,
+)
 from campaigns.store.tables import (
     client_suppressions,
     clients,
@@ -324,6 +331,24 @@ def test_an_old_unsubscribe_link_of_a_forgotten_client_stores_nothing(clinic):
         unsubscribe_client(connection, "c000", "by the client (one-click)", NOW)
         unsubscribe_client(connection, "c002", "by the client (one-click)", NOW)
     assert clinic.rows(client_suppressions, "client_id") == [("c002",)]
+
+
+def test_no_writer_of_the_suppression_lists_stores_a_forgotten_client_or_address(clinic):
+    """The web endpoint's batches, a single unsubscribe, the owner's and any later source:
+    each leaves the forgotten out and writes the others."""
+    _, engine = clinic_with(clinic, free_port())
+    clinic.rebook("forget", "person0@example.com", "--yes")
+    with engine.begin() as connection:
+        unsubscribe_clients(connection, [("c000", "one-click"), ("c002", "one-click")] * 2, NOW)
+        assert suppress_client(connection, "c000", "manual", "by hand", NOW) is False
+        assert suppress(connection, "Person0@example.com", "bounced", "550", NOW) is False
+        suppress_clients(connection, [("c000", "manual", ""), ("c004", "manual", "")], NOW)
+        unsubscribe_by_hand(connection, "person0@example.com", NOW)
+    assert clinic.rows(client_suppressions, "client_id", "reason") == [
+        ("c002", "unsubscribed"),
+        ("c004", "manual"),
+    ]
+    assert clinic.rows(suppressions, "address") == [("person2@example.com",)]
 
 
 def test_every_address_the_client_had_is_forgotten(sqlite_clinic):

@@ -203,3 +203,34 @@ def test_the_sandbox_refuses_escapes_in_a_clinics_own_template(sqlite_clinic, ex
     assert f"{clinic.folder / 'own' / 'mine.html.j2'}, line 2" in checked.err
     assert "Traceback" not in checked.err
     assert "<class" not in checked.out + checked.err  # nothing from inside Python was shown
+
+
+def test_no_answer_builds_a_url_from_the_host_header(clinic):
+    """A trailing slash, another path or method, a Host of the attacker's choosing: the
+    endpoint answers where it is asked (never a redirect), and nothing it says names that host."""
+    genuine = token("c001")
+    with SmtpServer() as smtp:
+        base = serving_clinic(clinic, smtp.port)
+        with RunningService(clinic.folder, env=SECRETS) as service:
+            service.wait_for("web endpoint listening")
+            hostile = {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+            with httpx.Client(base_url=base, headers=hostile) as client:
+                page = client.get(f"/unsubscribe/{genuine}/")
+                assert page.status_code == 200 and '<form method="post">' in page.text
+                answers = [
+                    page,
+                    client.get(f"/unsubscribe/{genuine}//"),
+                    client.get("/healthz/"),
+                    client.get("//evil.example/"),
+                    client.get("/unsubscribe/"),
+                    client.put(f"/unsubscribe/{genuine}"),
+                    client.delete("/healthz"),
+                    client.post(f"/unsubscribe/{genuine}/", data={"List-Unsubscribe": "One-Click"}),
+                ]
+            for answer in answers:
+                assert answer.status_code < 300 or answer.status_code >= 400, answer.headers
+                assert "evil.example" not in str(answer.headers).lower() + answer.text
+                assert "Traceback" not in answer.text
+            assert answers[-1].status_code == 200
+            assert service.stop() == 0
+    assert suppressed(clinic)[0] == [("c001", "unsubscribed")]

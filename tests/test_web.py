@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
+from campaigns.content.tokens import make_token
+from campaigns.durations import Rate
 from campaigns.store.tables import client_suppressions, suppressions
+from jobs.iplimit import PerAddressLimit
+from jobs.pages import Pages
+from jobs.web import Site, make_app
 
 from .service import RunningService
 from .smtpd import SmtpServer, free_port
 from .test_delivery import clinic_with
 from .test_service import add_campaign
+from .webserver import served
 
 
-def serving_clinic(clinic, smtp_port: int) -> str:
+def serving_clinic(clinic, smtp_port: int, people: int = 6) -> str:
     """A clinic whose service listens on a free port; returns the endpoint's base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    clinic_with(clinic, smtp_port)
+    clinic_with(clinic, smtp_port, people)
     add_campaign(clinic, "tick", "every 1h")
     clinic.config.write_text(
         clinic.config.read_text() + f'\n[web]\nlisten = "127.0.0.1:{port}"\npublic_url = "{base}"\n'
@@ -221,3 +228,110 @@ def test_many_one_click_posts_at_once_are_each_answered_after_their_write(clinic
         ("c004", "unsubscribed"),
     ]
     assert sorted(addresses) == [(f"person{n}@example.com", "unsubscribed") for n in (0, 2, 4)]
+
+
+def test_an_old_link_of_a_forgotten_client_writes_nothing_back(clinic):
+    """Mail scanners POST to old links: after ``forget``, neither the one-click POST nor
+    the page's buttons store the client's id or address again."""
+    with SmtpServer() as smtp:
+        serving_clinic(clinic, smtp.port)
+        with RunningService(clinic.folder) as service:
+            service.wait_for("run finished")
+            link = link_of(smtp, "person0@example.com")
+            assert clinic.rebook("forget", "person0@example.com", "--yes").code == 0
+            for form in ({"List-Unsubscribe": "One-Click"}, {"action": "unsubscribe"}):
+                assert httpx.post(link, data=form).status_code == 200
+                assert suppressed(clinic) == ([], [])
+            assert service.stop() == 0
+
+
+def test_the_page_says_when_the_clinic_keeps_a_client_off_the_list(clinic):
+    """An owner's unsubscribe, a hard bounce, a forget: the page says the clinic stopped the
+    emails and how to ask, offers no button that cannot work, and never says which it was."""
+    from datetime import UTC, datetime
+
+    from campaigns.delivery.suppression import suppress
+
+    with SmtpServer() as smtp:
+        serving_clinic(clinic, smtp.port, people=10)
+        with RunningService(clinic.folder) as service:
+            service.wait_for("run finished")
+            own, manual, bounced, forgotten = (
+                link_of(smtp, f"person{n}@example.com") for n in (0, 2, 4, 6)
+            )
+            httpx.post(own, data={"List-Unsubscribe": "One-Click"})
+            again = httpx.get(own)  # already unsubscribed: said, not offered again
+            assert "You are unsubscribed" in again.text and "Subscribe again" in again.text
+            assert clinic.rebook("unsubscribe", "person2@example.com").code == 0
+            with clinic.engine().begin() as connection:
+                suppress(connection, "person4@example.com", "bounced", "550", datetime.now(UTC))
+            assert clinic.rebook("forget", "person6@example.com", "--yes").code == 0
+            pages = {}
+            for link in (manual, bounced, forgotten):
+                shown = httpx.get(link)
+                posted = httpx.post(link, data={"List-Unsubscribe": "One-Click"})
+                before = suppressed(clinic)
+                back = httpx.post(link, data={"action": "resubscribe"})
+                assert suppressed(clinic) == before  # the client's button changed nothing
+                pages[link] = (shown.text, posted.text, back.text)
+                assert shown.text == posted.text and "You are unsubscribed" in shown.text
+                assert "Subscribe again" not in shown.text and "<form" not in shown.text
+                assert "please ask Waso Physiotherapy: reply to one of its emails" in shown.text
+                assert back.status_code == 200 and "You are still unsubscribed" in back.text
+                assert "subscribed again" not in back.text
+            assert len(set(pages.values())) == 1  # which of the three it was, nobody can tell
+            assert service.stop() == 0
+    ids, addresses = suppressed(clinic)
+    assert ids == [("c000", "unsubscribed"), ("c002", "manual"), ("c004", "unsubscribed")]
+    assert ("person2@example.com", "manual") in addresses
+    assert ("person4@example.com", "bounced") in addresses
+
+
+def site() -> Site:
+    limit = PerAddressLimit(Rate(20, timedelta(seconds=1)), 40)
+    return Site(b"secret-of-at-least-16-bytes", Pages("Waso Physiotherapy"), limit, ("127.0.0.1",))
+
+
+def test_healthz_lists_the_background_loops_failing_now(sqlite_clinic):
+    failing: dict[str, str] = {}
+    app = make_app(sqlite_clinic.engine(), site(), lambda: datetime.now(UTC), lambda: failing)
+    with served(app) as base:
+        assert (httpx.get(base + "/healthz").status_code, httpx.get(base + "/healthz").text) == (
+            200, "ok",
+        )  # fmt: skip
+        failing.update({"sync": "database is locked", "cliniko": "401 from Cliniko"})
+        sick = httpx.get(base + "/healthz")
+        assert sick.status_code == 503
+        assert sick.text == "cliniko: 401 from Cliniko\nsync: database is locked"
+        failing.clear()
+        assert httpx.get(base + "/healthz").status_code == 200
+    gone = create_engine("postgresql+psycopg://rebook@127.0.0.1:1/rebook")  # nothing listens
+    app = make_app(gone, site(), lambda: datetime.now(UTC), lambda: {"sync": "no database"})
+    with served(app) as base:
+        down = httpx.get(base + "/healthz")
+        assert (down.status_code, down.text) == (503, "database unreachable\nsync: no database")
+
+
+def test_a_new_site_applies_from_the_next_request(sqlite_clinic):
+    """What a reload changes (the clinic's name, the limit) without restarting the server."""
+    app = make_app(sqlite_clinic.engine(), site(), lambda: datetime.now(UTC))
+    link = f"/unsubscribe/{make_token(b'secret-of-at-least-16-bytes', 'c1')}"
+    with served(app) as base:
+        assert "Waso Physiotherapy" in httpx.get(base + link).text
+        strict = PerAddressLimit(Rate(1, timedelta(hours=1)), 1)
+        app.configure(Site(b"secret-of-at-least-16-bytes", Pages("Kings Park Physio"), strict))
+        assert "Kings Park Physio" in httpx.get(base + link).text
+        assert httpx.get(base + link).status_code == 429
+
+
+def test_a_database_gone_mid_request_is_a_short_503_not_a_traceback():
+    gone = create_engine("postgresql+psycopg://rebook@127.0.0.1:1/rebook")  # nothing listens
+    link = f"/unsubscribe/{make_token(b'secret-of-at-least-16-bytes', 'c1')}"
+    with served(make_app(gone, site(), lambda: datetime.now(UTC))) as base:
+        answers = [
+            httpx.get(base + link),
+            httpx.post(base + link, data={"List-Unsubscribe": "One-Click"}),
+            httpx.post(base + link, data={"action": "resubscribe"}),
+        ]
+    for answer in answers:
+        assert answer.status_code == 503 and "try again later" in answer.text

@@ -30,6 +30,7 @@ from campaigns.config.values import (
     Duration,
     FilePath,
     Host,
+    Listen,
     Name,
     PublicUrl,
     RateValue,
@@ -213,7 +214,9 @@ class Smtp(Section):
 
 class Web(Section):
     public_url: PublicUrl = "http://127.0.0.1:8080"
-    listen: str = "127.0.0.1:8080"
+    listen: Listen = "127.0.0.1:8080"
+    # false: this process does not serve the endpoint, another (worker) on this machine does
+    serve: bool = True
     secret: SecretStr | None = None
     # Requests per client address (jobs/iplimit.py says why these numbers).
     rate_limit_per_ip: RateValue = Rate(20, timedelta(seconds=1))
@@ -246,14 +249,6 @@ class Web(Section):
                 "in the database"
             )
         return secret
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, listen: str) -> str:
-        host, _, port = listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected HOST:PORT like '127.0.0.1:8080', got {listen!r}")
-        return listen
 
 
 class Dkim(Section):

@@ -7,6 +7,7 @@ so ``rebook check`` catches what would otherwise fail a run.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from email.utils import getaddresses
@@ -206,3 +207,41 @@ def _dns_name(value: Any) -> str:
 
 _DNS_NAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
 DnsName = Annotated[str, PlainValidator(_dns_name)]
+
+
+LISTEN_EXAMPLE = "like '127.0.0.1:8080', '[::1]:8080' or 'localhost:8080'"
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` as (host, port); a ValueError says what was expected.
+
+    The host is an IP address or a DNS name; whether it is one of this
+    machine's is known only by binding it (``rebook check`` and ``rebook run``).
+    """
+    text = str(listen).strip()
+    host, colon, port = text.rpartition(":")
+    if not colon or not host:
+        raise ValueError(f"expected HOST:PORT {LISTEN_EXAMPLE}, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            host = str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address, in {text!r}") from None
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address goes in brackets ('[::1]:8080'), got {text!r}")
+    elif not _DNS_NAME.match(host.lower()) or len(host) > 253:  # IPv4 addresses match too
+        raise ValueError(
+            f"{host!r} is neither an IP address nor a host name, in {text!r}: "
+            f"expected HOST:PORT {LISTEN_EXAMPLE}"
+        )
+    if not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"the port {port!r} is not a number from 1 to 65535, in {text!r}")
+    return host, int(port)
+
+
+def _listen(value: Any) -> str:
+    split_listen(value)
+    return str(value).strip()
+
+
+Listen = Annotated[str, PlainValidator(_listen)]

@@ -19,7 +19,7 @@ import hmac
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from campaigns.store.secrets import FORGET_KEY_NAME, make_key, stored_key
@@ -80,3 +80,14 @@ def remember(connection: Connection, kind: str, hashes: Iterable[str], now: date
             index_elements=[forgotten.c.hash]
         )
         connection.execute(statement, rows)
+
+
+def forgotten_among(connection: Connection, hashes: Iterable[str]) -> set[str]:
+    """Which of ``hashes`` are forgotten, in one query."""
+    wanted = list(hashes)
+    if not wanted:
+        return set()
+    return set(connection.execute(_AMONG, {"hashes": wanted}).scalars())
+
+
+_AMONG = select(forgotten.c.hash).where(forgotten.c.hash.in_(bindparam("hashes", expanding=True)))

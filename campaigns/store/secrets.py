@@ -11,7 +11,7 @@ import secrets
 from datetime import UTC, datetime
 
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from campaigns.store.tables import app_state
@@ -38,10 +38,13 @@ def web_secret(connection: Connection, configured: SecretStr | None) -> bytes:
     return stored
 
 
+# Built once: the endpoint asks for the forget key with every batch of unsubscribes.
+_KEY = select(app_state.c.value).where(app_state.c.name == bindparam("name"))
+
+
 def stored_key(connection: Connection, name: str) -> bytes | None:
     """The key kept under ``name``, or None before its first use."""
-    query = select(app_state.c.value).where(app_state.c.name == name)
-    stored = connection.execute(query).scalar()
+    stored = connection.execute(_KEY, {"name": name}).scalar()
     return None if stored is None else stored.encode()
 
 
