@@ -23,6 +23,7 @@ class RunningService:
         if "REBOOK_WEB__LISTEN" not in environment and "listen =" not in config.read_text():
             # The endpoint's default, 127.0.0.1:8080, may be taken on the machine running tests.
             environment["REBOOK_WEB__LISTEN"] = f"127.0.0.1:{free_port()}"
+        self.listen = environment.get("REBOOK_WEB__LISTEN")  # the endpoint, when the test chose
         self.process = subprocess.Popen(
             [str(REBOOK), "run", *args], cwd=folder, env=environment, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

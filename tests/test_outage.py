@@ -18,6 +18,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, select, text
 
@@ -183,6 +184,8 @@ def test_status_names_what_is_failing_in_the_service_and_drops_it_once_it_works(
             assert "REBOOK_SYNC__CLINIKO__API_KEY" in line and "not-the-key" not in line
             failing = json.loads(sqlite_clinic.rebook("status", "--json").out)["services"][0]
             assert list(failing["failing"]) == ["cliniko"]
+            health = httpx.get(f"http://{service.listen}/healthz")
+            assert health.status_code == 503 and "cliniko: " in health.text, health.text
             assert service.stop() == 0
     assert service.log().count("cliniko failing") == 1
 

@@ -374,3 +374,23 @@ def test_sigterm_during_a_sync_import_waits_for_it_and_logs_it(sqlite_clinic):
     assert log.index("sync imported") < log.index("info: stopped"), log
     assert "inserted=60000" in log
     assert len(sqlite_clinic.rows(clients, "id")) == 60_000
+
+
+def test_sighup_applies_the_clinics_name_to_the_pages_and_refuses_to_stop_serving(sqlite_clinic):
+    import httpx
+
+    with RunningService(sqlite_clinic.folder) as service:
+        service.wait_for("service started")
+        page = f"http://{service.listen}/unsubscribe/not-a-token"
+        assert "Waso Physiotherapy" in httpx.get(page).text
+        config = sqlite_clinic.config
+        config.write_text(config.read_text().replace("Waso Physiotherapy", "Waso Physio & Pilates", 1))
+        service.signal(signal.SIGHUP)
+        service.wait_for("config reloaded")
+        assert "Waso Physio &amp; Pilates" in httpx.get(page).text
+        config.write_text(config.read_text() + "\n[web]\nserve = false\n")
+        service.signal(signal.SIGHUP)
+        refused = service.wait_for("config not reloaded")
+        assert "[web] serve changed: restart rebook run" in refused
+        assert httpx.get(page).status_code == 400  # still served where it was
+        assert service.stop() == 0, service.log()
