@@ -35,7 +35,7 @@ from campaigns.config import Settings, load_settings
 from campaigns.errors import UserError
 from campaigns.store import presence as presence_of
 from jobs.logs import LOGGER, event
-from jobs.loops import Troubles, keep_going
+from jobs.loops import Troubles, keep_going, sleep_until
 from jobs.running import Runs
 from jobs.syncing import cliniko_round, files_round, require_cliniko_key
 from jobs.systemd import notify
@@ -57,17 +57,15 @@ class Service:
     """One ``rebook run`` process."""
 
     def __init__(self, config_path: Path, clock: Clock = utc_now) -> None:
-        from campaigns.store.database import open_database
-
         self.config_path, self.clock = config_path, clock
         self.settings: Settings = load_settings(config_path)
         require_cliniko_key(self.settings)
-        self.engine = open_database(self.settings.database)
+        self.engine = None  # opened by serve(), which waits for a database that is down
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()  # something was queued or deferred: look again now
         self.troubles_changed = asyncio.Event()  # status should hear of it now, not in 15 s
         self.troubles = Troubles(clock, self._troubles_changed)
-        self.runs = Runs(self.engine, lambda: self.settings, clock, self.troubles)
+        self.runs = Runs(None, lambda: self.settings, clock, self.troubles)  # engine: serve()
         self.loops: dict[str, asyncio.Task] = {}
         self.importing = False  # a round of the [sync] files is under way
         self.scheduler = None
@@ -79,6 +77,9 @@ class Service:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         self._catch_signals(asyncio.get_running_loop())
+        if not await self._reach_database():
+            event(log, "stopped")
+            return 0
         # Before anything starts: no marketing goes out while its unsubscribe links reach nothing
         self.web, serving = await start_web(
             self.engine, self.settings, self.clock, self.config_path, troubles=self.troubles.now
@@ -104,6 +105,27 @@ class Service:
         self.engine.dispose()
         event(log, "stopped")
         return 0
+
+    async def _reach_database(self) -> bool:
+        """Open the database, waiting while it is down; False when stopped meanwhile.
+
+        A box that boots before its PostgreSQL, or a database restarting as
+        the service starts, is an outage like any other: waited out, logged
+        once. A wrong name or password is a mistake: exit 2 at once.
+        """
+        from campaigns.errors import DatabaseUnavailable
+        from campaigns.store.database import open_database
+
+        while not self.stop.is_set():
+            try:
+                self.engine = await asyncio.to_thread(open_database, self.settings.database)
+            except DatabaseUnavailable as error:
+                await sleep_until(self.troubles.failed("database", error), self.stop, None)
+                continue
+            self.troubles.recovered("database")
+            self.runs.engine = self.engine
+            return True
+        return False
 
     def _catch_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -152,6 +174,9 @@ class Service:
             event(log, "config not reloaded", level=logging.ERROR, reason=reason)
             return
         self.settings = settings
+        if self.scheduler is None:  # still waiting for the database: nothing more runs yet
+            event(log, "config reloaded", campaigns=len(self._scheduled()))
+            return
         if self.web is not None:  # pages, limits and proxies from the next request on
             self.web.endpoint.configure(site_of(settings, self.web.endpoint.site.secret))
         self.runs.stop_unwanted(settings)

@@ -210,3 +210,27 @@ def test_a_command_during_an_outage_says_so_and_exits_1_a_wrong_database_name_ex
     clinic.write_config(database_url=postgres_url.rsplit("/", 1)[0] + "/no_such_database")
     wrong = clinic.rebook("status")
     assert wrong.code == 2 and "no_such_database" in wrong.err, wrong
+
+
+def test_rebook_run_started_while_postgresql_is_down_waits_for_it_then_starts(postgres_url, tmp_path):
+    """A box that boots before its database: the service waits, it does not exit for good."""
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    clinic = Clinic(folder, postgres_url)
+    clinic.write_config()
+    down = PostgresDown(postgres_url)
+    down.begin()
+    try:
+        with RunningService(folder, "--log-format", "json") as service:
+            service.wait_for('"database failing: retrying until it works"')
+            assert "service started" not in service.log()
+            down.end()
+            service.wait_for('"database working again"', timeout=70)
+            service.wait_for('"service started"')
+            assert service.stop() == 0, service.log()
+        down.begin()
+        with RunningService(folder) as stopped:  # stopped while it waits: exit 0 all the same
+            stopped.wait_for("database failing")
+            assert stopped.stop() == 0, stopped.log()
+    finally:
+        down.end()
