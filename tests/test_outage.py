@@ -212,7 +212,9 @@ def test_a_command_during_an_outage_says_so_and_exits_1_a_wrong_database_name_ex
     assert wrong.code == 2 and "no_such_database" in wrong.err, wrong
 
 
-def test_rebook_run_started_while_postgresql_is_down_waits_for_it_then_starts(postgres_url, tmp_path):
+def test_rebook_run_started_while_postgresql_is_down_waits_for_it_then_starts(
+    postgres_url, tmp_path
+):
     """A box that boots before its database: the service waits, it does not exit for good."""
     folder = tmp_path / "clinic"
     folder.mkdir()

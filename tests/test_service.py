@@ -384,7 +384,9 @@ def test_sighup_applies_the_clinics_name_to_the_pages_and_refuses_to_stop_servin
         page = f"http://{service.listen}/unsubscribe/not-a-token"
         assert "Waso Physiotherapy" in httpx.get(page).text
         config = sqlite_clinic.config
-        config.write_text(config.read_text().replace("Waso Physiotherapy", "Waso Physio & Pilates", 1))
+        config.write_text(
+            config.read_text().replace("Waso Physiotherapy", "Waso Physio & Pilates", 1)
+        )
         service.signal(signal.SIGHUP)
         service.wait_for("config reloaded")
         assert "Waso Physio &amp; Pilates" in httpx.get(page).text
