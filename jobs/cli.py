@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from campaigns.errors import DatabaseUnavailable, StorageError, UserError
-from jobs import console, forgetting, operating, reporting, sending, serving
+from jobs import checking, console, forgetting, operating, reporting, sending, serving
 from jobs.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, App, RebookGroup, local_time, pass_app
 
 MOST_SHOWN = 1_000_000_000  # --limit: beyond any clinic, within every database's integers
@@ -79,130 +79,6 @@ def init(folder: Path, sample_data: bool, copy_templates: bool) -> int:
     if len(written) > 10:
         click.echo(f"  … and {len(written) - 10} more")
     click.echo(f"next: cd {folder} && rebook check")
-    return EXIT_OK
-
-
-@cli.command()
-@click.option(
-    "--smtp", "smtp_login", is_flag=True, help="Also connect and log in to the SMTP server."
-)
-@click.option("--sync", "reach_cliniko", is_flag=True, help="Also make one call to Cliniko's API.")
-@pass_app
-def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
-    """Validate the config, every segment and every template; exit 0 when all is well, 2 when not.
-
-    Each campaign is rendered for a made-up client, also without the last or
-    next visit its segment does not guarantee, and without a first name, so a
-    template that would fail for a real client fails here first; a subject or
-    line that then reads badly (", how is your back?") is a warning. Each
-    scheduled campaign's next three runs are shown. With [dkim], the key is
-    loaded and the DNS TXT record to publish is printed.
-    With --smtp, each step to the relay is taken in turn (connect, TLS,
-    STARTTLS and AUTH offered, login) and the first that fails is named,
-    exit 1. With --sync, one call to Cliniko's API names the account
-    reached; a refused key exits 2. [web] listen is bound for a moment: an
-    address this machine cannot listen on exits 2; one in use (by rebook run
-    already?) is a warning.
-
-    \b
-    Example:
-      rebook --config /etc/rebook/config.toml check --smtp
-    """
-    from campaigns.checks import (
-        check_ledger_names,
-        check_maildir,
-        check_public_url,
-        check_relay_security,
-        check_segments,
-        check_sync_sources,
-    )
-    from campaigns.preview import check_templates, first_name_warnings
-    from jobs.webserver import check_listen
-
-    settings = app.settings
-    cannot_listen, listen_in_use = check_listen(settings, app.config_path)
-    problems = [*check_templates(settings, app.now()), *check_maildir(settings, app.config_path),
-                *cannot_listen]  # fmt: skip
-    if problems:
-        raise UserError("\n".join(str(problem) for problem in problems))
-    with app.engine.connect() as connection:
-        results = check_segments(connection, settings, app.now())
-        renamed = check_ledger_names(connection, settings)
-    for result in results:
-        for warning in result.warnings:
-            console.warn(f"{app.config_path}: segments.{result.name}: {warning}")
-    warnings = [
-        *check_public_url(settings), *check_relay_security(settings),
-        *check_sync_sources(settings), *renamed,
-    ]  # fmt: skip
-    for warning in warnings:
-        console.warn(f"{app.config_path}: {warning}")
-    for warning in listen_in_use:  # names the file or the variable itself
-        console.warn(warning)
-    for warning in first_name_warnings(settings, app.now()):
-        console.warn(f"{app.config_path}: {warning}")
-    console.print_table(
-        f"{app.config_path}: config OK",
-        ["segment", "members now", "used by"],
-        [(r.name, r.members, ", ".join(r.campaigns) or "-") for r in results],
-    )
-    operating.print_schedules(settings, app.now())
-    _print_dkim(app)
-    code = _check_smtp(settings) if smtp_login else EXIT_OK
-    if reach_cliniko:
-        code = max(code, _check_cliniko(app))
-    return code
-
-
-def _check_cliniko(app: App) -> int:
-    import asyncio
-
-    from campaigns.cliniko.api import ClinikoApi, ClinikoError
-    from campaigns.cliniko.pull import user_agent
-
-    settings = app.settings
-    if settings.sync is None or settings.sync.cliniko is None:
-        raise UserError(f"{app.config_path}: --sync: there is no [sync.cliniko] table to check")
-
-    async def reach() -> list[str]:
-        async with ClinikoApi(settings.sync.cliniko, user_agent(settings)) as api:
-            return await api.businesses()
-
-    try:
-        names = asyncio.run(reach())
-    except ClinikoError as error:
-        console.error(str(error))
-        return EXIT_FAILED
-    click.echo(
-        f"cliniko: reached {settings.sync.cliniko.api_url} as {user_agent(settings)!r}: "
-        f"{len(names)} business(es): {', '.join(names) or '-'}"
-    )
-    return EXIT_OK
-
-
-def _print_dkim(app: App) -> None:
-    from campaigns.checks import check_dkim
-
-    dkim = check_dkim(app.settings)
-    if dkim is None:
-        return
-    for warning in dkim.warnings:
-        console.warn(f"{app.config_path}: {warning}")
-    click.echo("dkim: messages are signed; publish this DNS TXT record (see the README):")
-    click.echo(f"  name:  {dkim.name}")
-    click.echo(f"  value: {dkim.value}")
-
-
-def _check_smtp(settings) -> int:
-    import asyncio
-
-    from campaigns.delivery.relay_check import RelayProblem, reach_relay
-
-    try:
-        click.echo(asyncio.run(reach_relay(settings.smtp)))
-    except RelayProblem as problem:
-        console.error(str(problem))
-        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -379,6 +255,7 @@ def preview(app: App, campaign: str, email: str | None, shape: str) -> int:
 
 
 for command in (
+    checking.check,
     sending.send,
     sending.history,
     sending.unsubscribe,
