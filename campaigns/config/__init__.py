@@ -24,6 +24,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from campaigns.config.bounces import Bounces, Imap
 from campaigns.config.files import check_regular, read_regular
 from campaigns.config.keys import check_ca_file, dkim_private_key, read_text
 from campaigns.config.report import (
@@ -52,9 +53,9 @@ from campaigns.config.values import FilePath, Name
 from campaigns.errors import ConfigError
 
 __all__ = [
-    "API_KEY_VARIABLE", "Campaign", "Clinic", "Cliniko", "Database", "Dkim", "Mail", "Policy",
-    "ReportSection", "Segment", "ServiceSection", "Settings", "Smtp", "Sync", "Web",
-    "load_settings", "read_toml", "resolve_paths",
+    "API_KEY_VARIABLE", "Bounces", "Campaign", "Clinic", "Cliniko", "Database", "Dkim", "Imap",
+    "Mail", "Policy", "ReportSection", "Segment", "ServiceSection", "Settings", "Smtp", "Sync",
+    "Web", "load_settings", "read_toml", "resolve_paths",
 ]  # fmt: skip
 
 
@@ -80,6 +81,7 @@ class Settings(BaseSettings):
     service: ServiceSection = ServiceSection()
     report: ReportSection = ReportSection()
     sync: Sync | None = None
+    bounces: Bounces | None = None
     dkim: Dkim | None = None
     segments: dict[Name, Segment] = {}
     campaigns: dict[Name, Campaign] = {}
@@ -169,6 +171,7 @@ _SECRETS = {
     ("web", "secret"): "make a new one too: anyone holding the old one can sign unsubscribe links",
     ("dkim", "private_key"): "make a new key under a new selector (see the README's DKIM section)",
     ("sync", "cliniko", "api_key"): "make a new key in Cliniko and delete this one",
+    ("bounces", "imap", "password"): "change the bounce mailbox's password",
 }
 
 
@@ -285,7 +288,20 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
                 if getattr(settings.sync, key) is not None
             }
         )
+    if settings.bounces is not None:
+        update["bounces"] = _resolve_bounces(settings.bounces, resolved)
     return settings.model_copy(update=update)
+
+
+def _resolve_bounces(bounces: Bounces, resolved) -> Bounces:
+    changed: dict[str, Any] = {}
+    if bounces.maildir is not None:
+        changed["maildir"] = resolved(bounces.maildir)
+    if bounces.imap is not None and bounces.imap.ca_file is not None:
+        changed["imap"] = bounces.imap.model_copy(
+            update={"ca_file": resolved(bounces.imap.ca_file)}
+        )
+    return bounces.model_copy(update=changed)
 
 
 _SQLITE_FILE = re.compile(r"^(sqlite(?:\+\w+)?:///)([^/?][^?]*)(\?.*)?$")

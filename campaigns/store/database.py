@@ -25,7 +25,7 @@ from campaigns.store.refusals import storage_failure
 # The newest migration under campaigns/store/migrations/versions. When the database
 # already carries it, start-up does no migration work and never imports Alembic.
 # tests/test_database.py checks this against Alembic's own head.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another to finish
 _PG_MIGRATION_LOCK = 0x7265626F6F6B  # "rebook": one upgrade at a time among workers

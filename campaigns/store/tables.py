@@ -256,3 +256,38 @@ runs = Table(
     UniqueConstraint("campaign", "scheduled_for"),
     CheckConstraint("outcome IN ('running', 'done', 'failed', 'skipped')", name="outcome"),
 )
+
+# What came back of the messages rebook sent (campaigns/bounces): one row per returned
+# message and recipient it names, so the same bounce read twice (a restart, a
+# second worker, a provider's retry) changes nothing. Only returns that matched
+# a ledger row, or a mailed unsubscribe's sender, are kept: they hold an address.
+RETURN_KINDS = ("hard", "soft", "clinic-problem", "complaint", "unsubscribe")
+returns = Table(
+    "returns",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column(
+        "fingerprint", String(64), nullable=False, comment="sha256 of the message, or an event id"
+    ),
+    Column("recipient", String(320), nullable=False, comment="the address the return is about"),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False, server_default="", comment="5.1.1, or ''"),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("domain", String(255), nullable=False, server_default="", comment="receiving domain"),
+    Column("send_id", BigInteger().with_variant(Integer, "sqlite"), comment="the ledger row"),
+    Column("client_id", String(64)),
+    Column("matched_by", String(16), nullable=False, comment="verp, message-id, address, sender"),
+    Column("source", String(16), nullable=False, comment="imap, maildir, pipe, file"),
+    Column("action", String(300), nullable=False, server_default=""),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("fingerprint", "recipient"),
+    CheckConstraint(
+        "kind IN ('hard', 'soft', 'clinic-problem', 'complaint', 'unsubscribe')", name="kind"
+    ),
+    Index(None, "recipient", "kind", "received_at"),
+    Index(None, "kind", "received_at"),
+    Index(None, "send_id"),
+    Index(None, "client_id"),
+)
