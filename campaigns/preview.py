@@ -89,7 +89,7 @@ def preview_campaign(
         unsubscribe_url(settings.web.public_url, make_token(secret, client.id)) if secret else None
     )
     rendered = renderer.render(client, last_visit, next_visit, link, article)
-    sender = sender_from(settings.mail)
+    sender = sender_from(settings.mail, settings.bounces)
     attachment = None
     if appointment is not None:
         attachment = CalendarMaker(settings.clinic, sender, settings.services).attachment(

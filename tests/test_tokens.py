@@ -37,3 +37,30 @@ def test_secret_is_generated_once_and_shared(engine):
         assert web_secret(connection, None) == first
         assert len(first) >= 32
         assert web_secret(connection, SecretStr("configured")) == b"configured"
+
+
+def test_a_verp_token_names_its_row_and_survives_lower_casing_but_not_forgery():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from campaigns.content.tokens import read_verp_token, tag_of, tagged, verp_token
+
+    secret = b"s" * 32
+    token = verp_token(secret, 123_456)
+    address = tagged("bounces@waso.example", token)
+    assert address.startswith("bounces+") and address == address.lower()
+    assert tag_of(address.upper().replace("WASO.EXAMPLE", "waso.example"), "bounces@waso.example")
+    assert read_verp_token(secret, tag_of(address, "bounces@waso.example")) == 123_456
+    assert read_verp_token(secret, token.upper()) == 123_456
+    assert read_verp_token(b"t" * 32, token) is None  # another clinic's, or a guess
+    assert read_verp_token(secret, verp_token(secret, 123_457)[:-1] + "a") is None
+    assert tag_of("bounces@waso.example", "bounces@waso.example") is None
+    assert tag_of("other+x@waso.example", "bounces@waso.example") is None
+
+    @given(st.text(max_size=40), st.integers(min_value=1, max_value=2**62))
+    def never_a_wrong_row(text, row_id):
+        found = read_verp_token(secret, text)
+        assert found is None or verp_token(secret, found).lower() == text.lower()
+        assert read_verp_token(secret, verp_token(secret, row_id)) == row_id
+
+    never_a_wrong_row()

@@ -36,8 +36,10 @@ from email.header import Header
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 from typing import Protocol
 
-from campaigns.config import Dkim, Mail
+from campaigns.config import Bounces, Dkim, Mail
+from campaigns.config.bounces import unsubscribe_address
 from campaigns.content.render import Rendered
+from campaigns.content.tokens import tagged
 from campaigns.errors import RebookError
 
 MAX_LINE = 78  # RFC 5322's recommended limit, as email.policy.SMTP folds
@@ -59,6 +61,9 @@ class Sender:
     address: str
     reply_to: str | None
     unsubscribe_mailto: str | None
+    # With [bounces]: the mailto carries the one-click link's token (unsubscribe+TOKEN@…),
+    # so a mailed unsubscribe names its client exactly, whatever address it comes from.
+    tag_mailto: bool = False
 
     @property
     def domain(self) -> str:
@@ -74,10 +79,10 @@ class Attachment:
     data: bytes
 
 
-def sender_from(mail: Mail) -> Sender:
+def sender_from(mail: Mail, bounces: Bounces | None = None) -> Sender:
     [(name, address)] = getaddresses([mail.from_])
-    mailto = getaddresses([mail.unsubscribe_mailto])[0][1] if mail.unsubscribe_mailto else None
-    return Sender(name, address, mail.reply_to, mailto)
+    mailto = unsubscribe_address(mail.unsubscribe_mailto, bounces)
+    return Sender(name, address, mail.reply_to, mailto, tag_mailto=bounces is not None)
 
 
 class Signer(Protocol):
@@ -240,8 +245,10 @@ class MessageComposer:
         if _BREAKS.search(url) or not url.isascii():
             raise MessageError(f"unsubscribe URL {url!r} cannot go in a header")
         targets = [f"<{url}>"]
-        if self.sender.unsubscribe_mailto:
-            targets.append(f"<mailto:{self.sender.unsubscribe_mailto}?subject=unsubscribe>")
+        if mailto := self.sender.unsubscribe_mailto:
+            if self.sender.tag_mailto:  # the link's token: /unsubscribe/TOKEN
+                mailto = tagged(mailto, url.rstrip("/").rpartition("/")[2])
+            targets.append(f"<mailto:{mailto}?subject=unsubscribe>")
         value = ",\r\n ".join(targets)
         long = len("List-Unsubscribe: ") + len(targets[0]) > MAX_LINE
         header = f"List-Unsubscribe:\r\n {value}" if long else f"List-Unsubscribe: {value}"

@@ -27,7 +27,7 @@ from campaigns.content.composing import Composer, Job
 from campaigns.content.context import ClientView, client_view
 from campaigns.content.message import dkim_signer, sender_from
 from campaigns.content.render import CampaignRenderer
-from campaigns.content.tokens import make_token, unsubscribe_url
+from campaigns.content.tokens import make_token, tagged, unsubscribe_url, verp_token
 from campaigns.delivery.audience import VISIT_KEY, Audience
 from campaigns.delivery.committer import Committer
 from campaigns.delivery.ledger import HEARTBEAT_EVERY, Claimed, Ledger, Result
@@ -107,10 +107,11 @@ class CampaignRun:
         self.series = [article.name for article in self.renderer.articles]
         cap = settings.policy.max_marketing
         self.audience = Audience(name, self.campaign, self.segment, clock(), self.series, cap)
-        self.sender = sender_from(settings.mail)
+        self.sender = sender_from(settings.mail, settings.bounces)
         self.ledger = Ledger(engine, name, self.sender.domain)
         self.report = RunReport(name)
-        self._secret: bytes | None = None
+        self._secret: bytes | None = None  # signs unsubscribe links
+        self._verp: bytes | None = None  # signs VERP envelope senders
 
     def explain(self, dry_run: bool) -> RunReport:
         """Count the segment and whom each rule leaves out; dry, also list who would get what."""
@@ -152,10 +153,23 @@ class CampaignRun:
         return self.ledger.waiting(self.clock())
 
     def load_secret(self) -> None:
-        """The web secret that signs unsubscribe links (marketing only)."""
-        if self.campaign.marketing:
+        """The web secret: it signs unsubscribe links (marketing) and VERP senders ([bounces])."""
+        bounces = self.settings.bounces
+        if self.campaign.marketing or (bounces is not None and bounces.verp):
             with self.engine.connect() as connection:
-                self._secret = web_secret(connection, self.settings.web.secret)
+                secret = web_secret(connection, self.settings.web.secret)
+            self._secret = secret if self.campaign.marketing else None
+            self._verp = secret if bounces is not None and bounces.verp else None
+
+    def envelope_sender(self, row_id: int) -> str:
+        """Where a bounce of this message goes: ``bounces+TOKEN@…`` naming its ledger row with
+        ``[bounces]`` (a fixed ``[bounces] address`` with ``verp = false``), else the From."""
+        bounces = self.settings.bounces
+        if bounces is None:
+            return self.sender.address
+        if self._verp is None:
+            return bounces.mailbox_address
+        return tagged(bounces.mailbox_address, verp_token(self._verp, row_id))
 
     # -- delivering -------------------------------------------------------------
 
@@ -254,7 +268,7 @@ class CampaignRun:
                     held.pop(claimed.id)
                     committer.finish(self._result(claimed, Outcome("error", built)))
                 else:
-                    sender = self.sender.address
+                    sender = self.envelope_sender(claimed.id)
                     outgoing = Outgoing(claimed.id, sender, built.recipient, built.data)
                     await queue.put((claimed, outgoing))
         for _ in range(slots):
