@@ -128,7 +128,9 @@ suppressions = Table(
     Column("reason", String(16), nullable=False),
     Column("detail", Text, nullable=False, server_default=""),
     Column("created_at", UTCDateTime, nullable=False),
-    CheckConstraint("reason IN ('unsubscribed', 'bounced', 'manual', 'forgotten')", name="reason"),
+    CheckConstraint(
+        "reason IN ('unsubscribed', 'bounced', 'manual', 'forgotten', 'complained')", name="reason"
+    ),
 )
 
 # An opt-out follows the client, not only the address: an unsubscribe is kept
@@ -142,7 +144,9 @@ client_suppressions = Table(
     Column("reason", String(16), nullable=False),
     Column("detail", Text, nullable=False, server_default=""),
     Column("created_at", UTCDateTime, nullable=False),
-    CheckConstraint("reason IN ('unsubscribed', 'manual', 'forgotten')", name="reason"),
+    CheckConstraint(
+        "reason IN ('unsubscribed', 'manual', 'forgotten', 'complained')", name="reason"
+    ),
 )
 
 # A forgotten client leaves only keyed hashes (HMAC-SHA256 with the forget key

@@ -1,5 +1,9 @@
 """What came back: bounces, complaints and mailed unsubscribes matched to the ledger.
 
+The suppression lists gain the reason ``complained``: a spam complaint keeps
+the client and the address off marketing, as their own unsubscribe does, but
+only the owner can undo it.
+
 Revision ID: 0008
 Revises: 0007
 """
@@ -51,6 +55,24 @@ def upgrade() -> None:
     op.create_index(op.f("ix_returns_send_id"), "returns", ["send_id"])
     op.create_index(op.f("ix_returns_client_id"), "returns", ["client_id"])
 
+    _reasons("suppressions", _ADDRESS_REASONS + ", 'complained'")
+    _reasons("client_suppressions", _CLIENT_REASONS + ", 'complained'")
+
 
 def downgrade() -> None:
+    for table in ("suppressions", "client_suppressions"):
+        op.execute(f"UPDATE {table} SET reason = 'manual' WHERE reason = 'complained'")
+    _reasons("suppressions", _ADDRESS_REASONS)
+    _reasons("client_suppressions", _CLIENT_REASONS)
     op.drop_table("returns")
+
+
+_ADDRESS_REASONS = "'unsubscribed', 'bounced', 'manual', 'forgotten'"
+_CLIENT_REASONS = "'unsubscribed', 'manual', 'forgotten'"
+
+
+def _reasons(table: str, reasons: str) -> None:
+    """SQLite cannot alter a CHECK: batch mode copies the table with the new one."""
+    with op.batch_alter_table(table, recreate="auto") as batch:
+        batch.drop_constraint(op.f(f"ck_{table}_reason"), type_="check")
+        batch.create_check_constraint(op.f(f"ck_{table}_reason"), f"reason IN ({reasons})")
