@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from campaigns.errors import DatabaseUnavailable, StorageError, UserError
-from jobs import checking, console, forgetting, operating, reporting, sending, serving
+from jobs import bouncing, checking, console, forgetting, operating, reporting, sending, serving
 from jobs.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, App, RebookGroup, local_time, pass_app
 
 MOST_SHOWN = 1_000_000_000  # --limit: beyond any clinic, within every database's integers
@@ -256,6 +256,7 @@ def preview(app: App, campaign: str, email: str | None, shape: str) -> int:
 
 for command in (
     checking.check,
+    bouncing.bounces,
     sending.send,
     sending.history,
     sending.unsubscribe,

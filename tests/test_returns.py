@@ -1,0 +1,163 @@
+"""What comes back, acted on: ``rebook bounces`` against what a real campaign run sent.
+
+A campaign goes to a real SMTP server with ``[bounces]`` set; the returns
+are aimed at what that server received (its VERP sender, its Message-ID,
+its address), given to the real ``rebook bounces``, and the suppression
+list, the ``returns`` table and the next run are read back.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from campaigns.store.tables import client_suppressions, returns, suppressions
+
+from .returned import arf, dsn, mail
+from .smtpd import SmtpServer
+from .test_delivery import clinic_with, run
+from .test_verp import with_bounces
+
+PEOPLE = ["person0@example.com", "person2@example.com", "person4@example.com"]
+
+
+@pytest.fixture
+def sent(clinic):
+    """The clinic after a marketing run with [bounces]: {address: what the relay received}."""
+    from campaigns.config import load_settings
+
+    with SmtpServer() as smtp:
+        _, engine = clinic_with(clinic, smtp.port)
+        with_bounces(clinic, 'soft_limit = 2\n')
+        settings = load_settings(clinic.config)
+        run(engine, settings, "book")
+        received = {item.recipients[0]: item for item in smtp.handler.received}
+    assert sorted(received) == PEOPLE
+    clinic.received, clinic.ledger_engine = received, engine
+    return clinic
+
+
+def bounce(clinic, name: str, raw: bytes, *args: str):
+    path = clinic.folder / name
+    path.write_bytes(raw)
+    result = clinic.rebook("bounces", str(path), "--json", *args)
+    assert result.code == 0, result
+    [line] = result.out.splitlines()
+    return json.loads(line)
+
+
+def suppressed(clinic) -> dict[str, str]:
+    return dict(clinic.rows(suppressions, "address", "reason"))
+
+
+def test_a_hard_bounce_matched_by_verp_suppresses_the_address_once(sent):
+    item = sent.received["person0@example.com"]
+    raw = dsn(item.sender, "person0@example.com", "5.1.1", "550 5.1.1 <person0@example.com>: "
+              "Recipient address rejected: User unknown in virtual mailbox table")  # fmt: skip
+    first = bounce(sent, "hard.eml", raw)
+    assert (first["kind"], first["matched"]) == ("hard", "verp")
+    assert "address suppressed" in first["action"]
+    assert suppressed(sent) == {"person0@example.com": "bounced"}
+    again = bounce(sent, "hard.eml", raw)
+    assert "already handled" in again["action"]
+    [row] = sent.rows(returns, "recipient", "kind", "status", "matched_by")
+    assert row == ("person0@example.com", "hard", "5.1.1", "verp")
+
+
+def test_soft_bounces_suppress_only_at_the_limit(sent):
+    item = sent.received["person2@example.com"]
+    for number in (1, 2):
+        raw = dsn(item.sender, "person2@example.com", "4.2.2",
+                  f"452 4.2.2 Mailbox full (try {number})", action="delayed")  # fmt: skip
+        said = bounce(sent, f"soft{number}.eml", raw)
+        assert said["kind"] == "soft"
+        if number == 1:
+            assert "counted: soft bounce 1 of 2" in said["action"] and suppressed(sent) == {}
+    assert suppressed(sent) == {"person2@example.com": "bounced"}
+
+
+def test_a_policy_refusal_is_the_clinics_problem_and_suppresses_nobody(sent):
+    item = sent.received["person4@example.com"]
+    raw = dsn(item.sender, "person4@example.com", "5.7.1",
+              "550 5.7.1 Message rejected as spam by Content Filtering")  # fmt: skip
+    said = bounce(sent, "policy.eml", raw)
+    assert said["kind"] == "clinic-problem" and "not suppressed" in said["action"]
+    assert suppressed(sent) == {}
+    [row] = sent.rows(returns, "kind", "domain")
+    assert row == ("clinic-problem", "example.com")
+
+
+def test_a_complaint_matched_by_message_id_suppresses_client_and_address(sent):
+    item = sent.received["person2@example.com"]
+    said = bounce(sent, "arf.eml", arf("abuse-reports@waso.example", item.data))
+    assert (said["kind"], said["matched"]) == ("complaint", "message-id")
+    assert suppressed(sent) == {"person2@example.com": "complained"}
+    assert dict(sent.rows(client_suppressions, "client_id", "reason")) == {"c002": "complained"}
+
+
+def test_a_mailed_unsubscribe_works_as_the_link_whoever_sends_it(sent):
+    item = sent.received["person4@example.com"]
+    mailto = item.message["List-Unsubscribe"].split("<mailto:")[1].split("?")[0]
+    said = bounce(sent, "unsub.eml", mail(mailto, "someone.else@example.org", "unsubscribe"))
+    assert (said["kind"], said["matched"]) == ("unsubscribe", "token")
+    assert dict(sent.rows(client_suppressions, "client_id", "reason")) == {"c004": "unsubscribed"}
+    plain = mail("unsubscribe@waso.example", "person0@example.com", "please unsubscribe me")
+    assert bounce(sent, "plain.eml", plain)["matched"] == "sender"
+    assert dict(sent.rows(client_suppressions, "client_id", "reason"))["c000"] == "unsubscribed"
+
+
+def test_by_address_when_nothing_else_names_the_message(sent):
+    raw = dsn("bounces@waso.example", "person4@example.com", "5.1.1", "550 user unknown")
+    said = bounce(sent, "plain.eml", raw)
+    assert said["matched"] == "address" and suppressed(sent) == {"person4@example.com": "bounced"}
+
+
+def test_what_is_not_rebooks_or_asks_for_nothing_changes_nothing(sent):
+    item = sent.received["person0@example.com"]
+    forged = item.sender.replace("+", "+x")  # a token that does not verify
+    unknown = dsn(forged, "stranger@example.net", "5.1.1", "550 5.1.1 user unknown")
+    holiday = mail(item.sender, "person0@example.com", "Out of office: back on Monday",
+                   Auto_Submitted="auto-replied")  # fmt: skip
+    for name, raw, kind in (("forged.eml", unknown, "hard"), ("ooo.eml", holiday, "auto-reply")):
+        said = bounce(sent, name, raw)
+        assert (said["kind"], said["matched"], said["action"]) == (kind, False, "nothing")
+    assert suppressed(sent) == {} and sent.rows(returns, "recipient") == []
+
+
+def test_a_dry_run_says_and_changes_nothing(sent):
+    item = sent.received["person0@example.com"]
+    raw = dsn(item.sender, "person0@example.com", "5.1.1", "550 5.1.1 no such user")
+    said = bounce(sent, "hard.eml", raw, "--dry-run")
+    assert "address suppressed" in said["action"]
+    assert suppressed(sent) == {} and sent.rows(returns, "recipient") == []
+
+
+def test_the_next_run_leaves_a_bounced_address_out(sent):
+    from campaigns.config import load_settings
+
+    item = sent.received["person0@example.com"]
+    bounce(sent, "hard.eml", dsn(item.sender, "person0@example.com", "5.1.1", "550 no such user"))
+    settings = load_settings(sent.config)
+    report = run(sent.ledger_engine, settings, "series")
+    assert report.left_out.get("unsubscribed or bounced") == 1
+
+
+def test_a_mail_servers_pipe_gets_0_or_75_never_a_bounce_of_the_bounce(sent):
+    import subprocess
+
+    from .conftest import REBOOK
+
+    item = sent.received["person0@example.com"]
+    raw = dsn(item.sender, "person0@example.com", "5.1.1", "550 no such user")
+
+    def pipe(message: bytes, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(REBOOK), "bounces", "-"], input=message, cwd=sent.folder,
+                              capture_output=True, env={"PATH": "/usr/bin:/bin", **env})  # fmt: skip
+
+    assert pipe(b"\x00\xff not a message at all").returncode == 0
+    down = pipe(raw, REBOOK_DATABASE__URL="postgresql+psycopg://rebook:pw@127.0.0.1:1/rebook")
+    assert down.returncode == 75 and b"tries again" in down.stderr and b"pw" not in down.stderr
+    assert suppressed(sent) == {}
+    assert pipe(raw).returncode == 0 and suppressed(sent) == {"person0@example.com": "bounced"}
