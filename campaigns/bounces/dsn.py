@@ -14,6 +14,7 @@ from email.message import Message
 from campaigns.bounces.kinds import Recipient
 from campaigns.bounces.parts import body_text, content_type, printable
 from campaigns.bounces.reasons import (
+    ENHANCED,
     STAGE_WORDS,
     enhanced_code,
     is_vague,
@@ -81,8 +82,9 @@ def recipient(fields: dict[str, str], human: str) -> Recipient:
     who = address(fields.get("original-recipient", "")) or address(
         fields.get("final-recipient", "")
     )
-    status = enhanced_code(fields.get("status", ""))
-    if not status or is_vague(status):  # "5.0.0" beside "550 5.1.1 user unknown"
+    status = ".".join(m.groups()) if (m := ENHANCED.search(fields.get("status", ""))) else ""
+    # "5.0.0" beside "550 5.1.1 user unknown"; "4.4.7" (expired) beside the last try's "4.7.1"
+    if not status or is_vague(status) or status[2:] == "4.7":
         said = enhanced_code(diagnostic)
         status = said if said and said[0] == (status or said)[0] else status
     words = diagnostic or near(human, who)

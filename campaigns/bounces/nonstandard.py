@@ -96,11 +96,16 @@ def failed(msg: Message) -> tuple[set[str], set[str]]:
         }  # fmt: skip
     # flufl takes some Message-IDs for addresses, and sometimes the original's own sender
     ids = {i.strip("<>").lower() for i in _message_ids(msg)} | set(_original_senders(msg))
+    # nor is the bounce's own recipient (the clinic's address, or its VERP address)
+    ids |= set(addresses(headers(msg, "To") + headers(msg, "Delivered-To")))
     return temporary_ - ids, permanent - ids
 
 
+_REPLY = re.compile(r"(?<![\w.])[45]\d\d(?![\w.])")
+
+
 def _says_why(words: str) -> bool:
-    return bool(enhanced_code(words) or words_kind(words) in ("dead", "quota", "account", "clinic"))
+    return bool(enhanced_code(words) or words_kind(words) or _REPLY.search(words))
 
 
 def _original_senders(msg: Message) -> list[str]:
@@ -147,7 +152,9 @@ def recipients(msg: Message) -> tuple[list[Recipient], str]:
     overall = _summary(text)
     found = []
     for who in sorted(permanent) + sorted(temporary):
-        words = words_about(text, who) or overall
+        words = words_about(text, who)
+        if not _says_why(words):  # the address alone in a list: the reason is said once for all
+            words = overall or words
         status = enhanced_code(words) or enhanced_code(overall)
         kind = judge(status, words, temporary=who in temporary)
         found.append(Recipient(who, kind, status, reason(_server_words(words), status), ""))

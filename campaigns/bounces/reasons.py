@@ -24,6 +24,7 @@ from campaigns.bounces.parts import printable
 ENHANCED = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 BASIC = re.compile(r"(?<!\d)([245])\d\d(?![\d.])")
 REPLY = re.compile(r"(?<![\w.])[45]\d\d(?![\w.])")
+NAMED = re.compile(r"^\s*[\"<]?([^\s\"<>@]+@[^\s\"<>:]+)")  # a line that starts with an address
 SEPARATOR = re.compile(r"^\W{0,3}(?:-{4,}|={4,}|_{4,})")  # "----- Original message -----"
 # a line that quotes the original's headers names the recipient but says nothing of it
 HEADER_LINE = re.compile(
@@ -101,6 +102,7 @@ CLINIC_WORDS = phrases(
     r"phish", r"suspicious", r"banned", r"blocked", r"denied by",
     r"message (?:size|is too big|too big|too large)", r"size limit exceeded",
     r"starttls", r"tls (?:is )?required", r"encryption required",
+    r"(?:host|network) (?:is )?not allowed", r"not accepting mail from",
     r"(?:invalid|client|your|sending|sender) ip\b", r"\bip=", r"refused to talk to me",
     r"\(bl\)", r"weren't sent", r"not allowed to send",
 )  # fmt: skip
@@ -136,6 +138,8 @@ HARD_WORDS = phrases(
     r"host or domain name not found", r"domain has no mail", r"no smtp service",
     r"not recogni[sz]ed", r"invalid final delivery", r"not listed in", r"invalid domain",
     r"illegal host", r"couldn't find a mail exchanger", r"could not find a mail exchanger",
+    r"n'existe pas", r"existiert nicht", r"no existe", r"non esiste", r"bestaat niet",
+    r"destinataire inconnu", r"empf(?:ä|ae)nger unbekannt", r"unbekannter empf",
 )  # fmt: skip
 
 # The trouble is passing: a connection, a timeout, an expiry.
@@ -166,7 +170,7 @@ def enhanced_code(value: str) -> str:
     Relays wrap the remote server's words in their own vague code: Amazon SES's
     "5.1.0 - Unknown address error 550-'5.7.1 … Access denied'" was refused for policy.
     """
-    codes = [".".join(match.groups()) for match in ENHANCED.finditer(value, 0, 4000)]
+    codes = [".".join(m.groups()) for m in ENHANCED.finditer(value, 0, 4000) if m.group(1) != "2"]
     return next((code for code in codes if not is_vague(code)), codes[0] if codes else "")
 
 
@@ -180,9 +184,11 @@ def is_vague(status: str) -> bool:
 
 def code_kind(status: str) -> Kind | None:
     """What a specific status code alone says, None for a vague one."""
-    if is_vague(status) and not status.endswith(".7.0"):
+    klass, rest = status[:1], status[2:]
+    if rest.startswith(("6.", "7.")) and klass == "5" and rest not in HARD_CODES:
+        return "clinic-problem"  # content or policy, however vague the detail (5.7.0, 5.6.0)
+    if is_vague(status):
         return None
-    klass, rest = status[0], status[2:]
     if klass == "5" and rest in HARD_CODES:
         return "hard"
     if rest.startswith(CLINIC_SUBJECTS) or rest in CLINIC_CODES:
@@ -242,6 +248,8 @@ def words_about(text: str, who: str) -> str:
         for following in lines[index + 1 : index + 8]:
             if not following.strip() or SEPARATOR.match(following) or HEADER_LINE.match(following):
                 break
+            if (named := NAMED.match(following)) and named.group(1).lower() != who:
+                break  # the next recipient's block
             block.append(following)
         said = " ".join(block)
         if enhanced_code(said) or REPLY.search(said) or words_kind(said):
