@@ -80,6 +80,10 @@ def _classify(msg: Message, unsubscribe_to: frozenset[str]) -> Returned:
         return answer(most_serious(tuple(found)), found, note, ids=_ids(msg, parts))
 
     if _is_read_receipt(msg):
+        refused = dsn.refusal(parts)  # Sieve's reject (RFC 5429) answers with an MDN
+        if refused is not None:
+            return answer(refused.kind, (refused,), "MDN: the recipient's filter refused it",
+                          ids=_ids(msg, parts))  # fmt: skip
         return answer("auto-reply", note="auto-reply: read receipt (MDN, RFC 8098)")
     if why := autoreply.vacation(msg):
         return answer("auto-reply", note=f"auto-reply: {why}")

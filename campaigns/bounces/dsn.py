@@ -23,6 +23,7 @@ from campaigns.bounces.reasons import (
     words_about,
 )
 
+MDN_TYPE = "message/disposition-notification"
 REPORT_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
 ACTIONS = frozenset({"failed", "delayed", "delivered", "relayed", "expanded"})
 NOT_FAILED = frozenset({"delivered", "relayed", "expanded"})
@@ -116,3 +117,20 @@ def recipients(msg_parts: list[Message]) -> tuple[list[Recipient], bool]:
         if any(k in fields for k in ("final-recipient", "original-recipient", "action")):
             found.append(recipient(fields, human))
     return found, True
+
+
+def refusal(msg_parts: list[Message]) -> Recipient | None:
+    """The recipient of an MDN that says the message was deleted or refused unread (RFC 8098's
+    "deleted" and "denied", as Sieve's reject sends them), None for a plain read receipt."""
+    report = next((p for p in msg_parts if content_type(p) == MDN_TYPE), None)
+    if report is None:
+        return None
+    fields = {k: v for block in blocks(report) for k, v in block.items()}
+    disposition = fields.get("disposition", "").lower()
+    if not any(word in disposition for word in ("deleted", "denied", "failed", "rejected")):
+        return None
+    human = next((body_text(p) for p in msg_parts if content_type(p) == "text/plain"), "")
+    who = address(fields.get("final-recipient", "") or fields.get("original-recipient", ""))
+    words = printable(human)[:2000]
+    status = enhanced_code(words)
+    return Recipient(who, judge(status, words), status, reason(words, status), "")

@@ -109,10 +109,12 @@ def _says_why(words: str) -> bool:
 
 
 def _original_senders(msg: Message) -> list[str]:
-    found = []
+    """Who sent the returned original (flufl sometimes names them), unless they also received it."""
+    found: list[str] = []
     for part in leaves(msg):
         if content_type(part) in RETURNED_TYPES and (original := returned_headers(part)):
-            found += addresses(headers(original, "From"))
+            to = set(addresses(headers(original, "To") + headers(original, "Cc")))
+            found += [who for who in addresses(headers(original, "From")) if who not in to]
     return found
 
 

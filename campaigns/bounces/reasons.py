@@ -28,7 +28,9 @@ NAMED = re.compile(r"^\s*[\"<]?([^\s\"<>@]+@[^\s\"<>:]+)")  # a line that starts
 SEPARATOR = re.compile(r"^\W{0,3}(?:-{4,}|={4,}|_{4,})")  # "----- Original message -----"
 # a line that quotes the original's headers names the recipient but says nothing of it
 HEADER_LINE = re.compile(
-    r"^\s*(?:to|cc|bcc|from|reply-to|delivered-to|return-path|received|message-id|x-[\w-]+)\s*:",
+    r"^\s*(?:to|cc|bcc|from|reply-to|delivered-to|return-path|received(?:-spf)?|message-id|x-[\w-]+"
+    r"|authentication-results|dkim-signature|arc-[\w-]+|subject|date|mime-version|content-[\w-]+)\s*:"
+    r"|^\s+(?:for|by|with|id)\s",  # the folded lines of a quoted Received header
     re.IGNORECASE,
 )
 
@@ -102,7 +104,8 @@ CLINIC_WORDS = phrases(
     r"phish", r"suspicious", r"banned", r"blocked", r"denied by",
     r"message (?:size|is too big|too big|too large)", r"size limit exceeded",
     r"starttls", r"tls (?:is )?required", r"encryption required",
-    r"(?:host|network) (?:is )?not allowed", r"not accepting mail from",
+    r"(?:host|network) (?:is )?not allowed", r"not accepting mail from", r"permission to post",
+    r"not have permission",
     r"(?:invalid|client|your|sending|sender) ip\b", r"\bip=", r"refused to talk to me",
     r"\(bl\)", r"weren't sent", r"not allowed to send",
 )  # fmt: skip
