@@ -45,16 +45,17 @@ def feedback(parts: list[Message]) -> tuple[str, Kind, str, tuple[Recipient, ...
     for block in blocks(report):
         for name, value in block.items():
             fields.setdefault(name, value)
-    kind_ = fields.get("feedback-type", "").strip().lower()
+    kind_ = fields.get("feedback-type", "").split("\n", 1)[0].strip().lower()
     kind, why = FEEDBACK.get(kind_, OTHER)
-    who = address(fields.get("original-rcpt-to", ""))
+    who = [address(value) for value in fields.get("original-rcpt-to", "").split("\n")]
+    who = list(dict.fromkeys(w for w in who if w))
     if not who:
         original = next(
             (returned_headers(p) for p in parts if content_type(p) in RETURNED_TYPES), None
         )
         to = addresses([header(original, "To")]) if original is not None else []
-        who = to[0] if len(to) == 1 else ""
-    named = (Recipient(who, kind, "", why, ""),) if kind == "complaint" and who else ()
+        who = to[:1] if len(to) == 1 else []
+    named = tuple(Recipient(w, kind, "", why, "") for w in who) if kind == "complaint" else ()
     return kind_, kind, why, named
 
 

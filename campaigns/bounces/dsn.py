@@ -40,8 +40,10 @@ def blocks(part: Message) -> list[dict[str, str]]:
         for block in payload[:MAX_RECIPIENTS]:
             if isinstance(block, Message):
                 fields: dict[str, str] = {}
-                for name, value in block.items():
-                    fields.setdefault(name.lower(), printable(str(value)))
+                for name, value in block.items():  # a repeated field's values, one a line
+                    name = name.lower()
+                    value = printable(str(value))
+                    fields[name] = f"{fields[name]}\n{value}" if name in fields else value
                 found.append(fields)
         if any(found):
             return found
@@ -63,8 +65,8 @@ def parse_blocks(text: str) -> list[dict[str, str]]:
         elif line[0] in " \t" and last:
             fields[last] += " " + line.strip()
         elif match := _FIELD.match(line):
-            last = match.group(1).lower()
-            fields.setdefault(last, match.group(2).strip())
+            last, value = match.group(1).lower(), match.group(2).strip()
+            fields[last] = f"{fields[last]}\n{value}" if last in fields else value
     if fields:
         found.append(fields)
     return found
@@ -78,6 +80,7 @@ def address(value: str) -> str:
 
 def recipient(fields: dict[str, str], human: str) -> Recipient:
     """One per-recipient block as a Recipient: who, what happened, and why."""
+    fields = {name: value.split("\n", 1)[0] for name, value in fields.items()}  # the first of each
     action = fields.get("action", "").split()[0].lower() if fields.get("action") else ""
     diagnostic = _TYPE.sub("", fields.get("diagnostic-code", ""), count=1)
     who = address(fields.get("original-recipient", "")) or address(
@@ -125,7 +128,7 @@ def refusal(msg_parts: list[Message]) -> Recipient | None:
     report = next((p for p in msg_parts if content_type(p) == MDN_TYPE), None)
     if report is None:
         return None
-    fields = {k: v for block in blocks(report) for k, v in block.items()}
+    fields = {k: v.split("\n", 1)[0] for block in blocks(report) for k, v in block.items()}
     disposition = fields.get("disposition", "").lower()
     if not any(word in disposition for word in ("deleted", "denied", "failed", "rejected")):
         return None

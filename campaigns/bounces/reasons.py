@@ -227,9 +227,13 @@ def judge(status: str, words: str, *, temporary: bool = False) -> Kind:
         return "clinic-problem"
     if said == "account" and not temporary:
         return "hard"
-    if said == "clinic" or by_code == "clinic-problem":
+    if said == "clinic":
+        return "clinic-problem"
+    if said == "quota":
+        return "soft"  # full, over quota, greylisted: even as 4.7.1 or 5.7.1
+    if by_code == "clinic-problem":
         return "clinic-problem"  # 5.7.x is policy even beside "user unknown" (NOTES: listmonk)
-    if said == "quota" or temporary:
+    if temporary:
         return "soft"
     if said == "dead":
         return "hard"  # words beat a vague or a network code: Microsoft's "5.4.1 … Access denied"
