@@ -91,8 +91,9 @@ def recipient(fields: dict[str, str], human: str) -> Recipient:
     if not status or is_vague(status) or status[2:] == "4.7":
         said = enhanced_code(diagnostic)
         status = said if said and said[0] == (status or said)[0] else status
-    words = diagnostic or near(human, who)
-    stage = STAGE_WORDS.search(near(human, who)) if human else None  # Postfix says it there
+    context = near(human, who)
+    words = diagnostic or context
+    stage = STAGE_WORDS.search(context)  # Postfix says "(in reply to MAIL FROM command)" there
     if action in NOT_FAILED or status.startswith("2"):  # "Action: deliverable", Status 2.1.5
         kind = "not-a-bounce"
     elif action == "delayed":

@@ -24,6 +24,7 @@ from campaigns.bounces.parts import printable
 ENHANCED = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 BASIC = re.compile(r"(?<!\d)([245])\d\d(?![\d.])")
 REPLY = re.compile(r"(?<![\w.])[45]\d\d(?![\w.])")
+BLOCKS_LOOKED_AT = 4  # mentions of one recipient read for its reason
 NAMED = re.compile(r"^\s*[\"<]?([^\s\"<>@]+@[^\s\"<>:]+)")  # a line that starts with an address
 SEPARATOR = re.compile(r"^\W{0,3}(?:-{4,}|={4,}|_{4,})")  # "----- Original message -----"
 # a line that quotes the original's headers names the recipient but says nothing of it
@@ -246,11 +247,17 @@ def words_about(text: str, who: str) -> str:
     The first block that says something (a status code, a reply code, words the rules
     know) wins; lines that quote the original's headers ("To: who") are passed over.
     """
+    if not who or who not in text.lower():
+        return ""
     lines = text.splitlines()
     first = ""
+    looked = 0
     for index, line in enumerate(lines):
         if who not in line.lower() or HEADER_LINE.match(line):
             continue
+        looked += 1
+        if looked > BLOCKS_LOOKED_AT:  # a report that repeats the address all over says no more
+            break
         block = [line]
         for following in lines[index + 1 : index + 8]:
             if not following.strip() or SEPARATOR.match(following) or HEADER_LINE.match(following):
