@@ -24,7 +24,7 @@ class Recipient:
     """One recipient a report is about: who, how serious, and the remote server's words."""
 
     address: str  # lower-cased; "" when the report names none
-    kind: Kind  # hard, soft or clinic-problem; "not-a-bounce" for delivered/relayed/expanded
+    kind: Kind  # hard, soft or clinic-problem; not-a-bounce when delivered; complaint (ARF)
     status: str  # the enhanced status code ("5.1.1"), "" when there is none
     reason: str  # what the remote server said, one line, at most REASON_LIMIT characters
     action: str  # the DSN Action (failed, delayed, delivered, relayed, expanded); "" otherwise
