@@ -1,0 +1,1 @@
+"""What comes back to the bounce address: DSNs, ARF complaints, auto-replies, unsubscribes."""
