@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select
 
 from campaigns.store.tables import client_suppressions, returns, suppressions
 
@@ -30,7 +29,7 @@ def sent(clinic):
 
     with SmtpServer() as smtp:
         _, engine = clinic_with(clinic, smtp.port)
-        with_bounces(clinic, 'soft_limit = 2\n')
+        with_bounces(clinic, "soft_limit = 2\n")
         settings = load_settings(clinic.config)
         run(engine, settings, "book")
         received = {item.recipients[0]: item for item in smtp.handler.received}

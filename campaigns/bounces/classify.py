@@ -135,11 +135,11 @@ def _ids(msg: Message, parts: list[Message]) -> list[str]:
 
 
 def _envelope_to(msg: Message) -> tuple[str, ...]:
+    names = ("Delivered-To", "X-Original-To", "To")
     return unique(
-        addresses(headers(msg, "Delivered-To"))
-        + addresses(headers(msg, "X-Original-To"))
-        + addresses(headers(msg, "To"))
-    )
+        [address for name in names
+         for address in addresses(headers(msg, name), keep_local_case=True)]
+    )  # fmt: skip
 
 
 def _sender(msg: Message) -> str:
@@ -151,6 +151,6 @@ def _unsubscribe_address(to: tuple[str, ...], plain: frozenset[str]) -> str:
     """The envelope recipient that is a plain unsubscribe address once its +tag is dropped."""
     for address in to:
         local, _, domain = address.rpartition("@")
-        if f"{local.split('+', 1)[0]}@{domain}" in plain:
+        if f"{local.split('+', 1)[0].lower()}@{domain}" in plain:
             return address
     return ""

@@ -15,10 +15,10 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from campaigns.bounces.classify import Recipient, Returned, classify
 from sqlalchemy.engine import Connection, Engine
 
 from campaigns.bounces.acting import ACTED, Return, act
+from campaigns.bounces.classify import Recipient, Returned, classify
 from campaigns.bounces.matching import Matcher, Sent
 from campaigns.config import Settings
 from campaigns.config.bounces import unsubscribe_address

@@ -37,7 +37,7 @@ class Returned:
     kind: Kind  # for a bounce, the most serious of its recipients' (hard > clinic-problem > soft)
     recipients: tuple[Recipient, ...]  # failed or delayed recipients; the complainer of an ARF
     message_ids: tuple[str, ...]  # the ORIGINAL message's Message-ID(s), with angle brackets
-    envelope_to: tuple[str, ...]  # Delivered-To, X-Original-To, then To: where the VERP token is
+    envelope_to: tuple[str, ...]  # Delivered-To, X-Original-To, then To (the local part as written)
     sender: str  # the From address, lower-cased ("" if none)
     feedback_type: str  # ARF Feedback-Type, lower-cased; "" otherwise
     note: str  # why it got its kind, in words for an operator

@@ -77,15 +77,21 @@ def headers(msg: Message, name: str) -> list[str]:
         return []
 
 
-def addresses(values: list[str]) -> list[str]:
-    """The addresses named in header values, lower-cased, each once, in order."""
+def addresses(values: list[str], *, keep_local_case: bool = False) -> list[str]:
+    """The addresses named in header values, lower-cased, each once, in order.
+
+    ``keep_local_case``: only the domain is lower-cased. A local part may carry a
+    token whose case matters (``unsubscribe+TOKEN@…``, the one-click link's).
+    """
     found: dict[str, None] = {}
     try:
         pairs = getaddresses(values)
     except Exception:
         return []
     for _, address in pairs:
-        address = address.strip().strip("<>").lower()
+        address = address.strip().strip("<>")
+        local, at, domain = address.rpartition("@")
+        address = f"{local if keep_local_case else local.lower()}{at}{domain.lower()}"
         if "@" in address and " " not in address:
             found.setdefault(address)
     return list(found)
