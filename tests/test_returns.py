@@ -160,3 +160,11 @@ def test_a_mail_servers_pipe_gets_0_or_75_never_a_bounce_of_the_bounce(sent):
     assert down.returncode == 75 and b"tries again" in down.stderr and b"pw" not in down.stderr
     assert suppressed(sent) == {}
     assert pipe(raw).returncode == 0 and suppressed(sent) == {"person0@example.com": "bounced"}
+
+
+def test_forget_erases_what_came_back_about_the_client(sent):
+    item = sent.received["person0@example.com"]
+    bounce(sent, "hard.eml", dsn(item.sender, "person0@example.com", "4.2.2", "452 mailbox full"))
+    assert sent.rows(returns, "recipient") == [("person0@example.com",)]
+    assert sent.rebook("forget", "person0@example.com", "--yes").code == 0
+    assert sent.rows(returns, "recipient") == []

@@ -34,7 +34,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import String, case, cast, delete, func, literal, select, update
+from sqlalchemy import String, case, cast, delete, func, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
 from campaigns.clients.importer import lock_imports
@@ -46,6 +46,7 @@ from campaigns.store.tables import (
     client_suppressions,
     client_tags,
     clients,
+    returns,
     sends,
     suppressions,
     visits,
@@ -111,6 +112,11 @@ def forget(connection: Connection, email: str, now: datetime) -> Erasure:
     connection.execute(delete(clients).where(clients.c.id.in_(ids)))
     connection.execute(delete(client_suppressions).where(client_suppressions.c.client_id.in_(ids)))
     connection.execute(delete(suppressions).where(suppressions.c.address.in_(erased.addresses)))
+    connection.execute(  # what came back names them: their address, a server's words
+        delete(returns).where(
+            or_(returns.c.client_id.in_(ids), returns.c.recipient.in_(erased.addresses))
+        )
+    )
     remember(connection, "address", map(hashes.address, erased.addresses), now)
     remember(connection, "client", map(hashes.client, ids), now)
     return erased
