@@ -82,9 +82,18 @@ def history(app: App, email: str, as_json: bool) -> int:
         return EXIT_OK
     console.print_table(
         f"{email}: {len(entries)} message(s)",
-        ["when", "campaign", "key", "status", "tries", "reply", "message id"],
+        ["when", "campaign", "key", "status", "tries", "reply", "came back later", "message id"],
         [
-            (local_time(e.at, zone), e.campaign, e.key, e.status, e.attempts, e.reply, e.message_id)
+            (
+                local_time(e.at, zone),
+                e.campaign,
+                e.key,
+                e.status,
+                e.attempts,
+                e.reply,
+                e.came_back_text,
+                e.message_id,
+            )
             for e in entries
         ],
     )

@@ -168,3 +168,15 @@ def test_forget_erases_what_came_back_about_the_client(sent):
     assert sent.rows(returns, "recipient") == [("person0@example.com",)]
     assert sent.rebook("forget", "person0@example.com", "--yes").code == 0
     assert sent.rows(returns, "recipient") == []
+
+
+def test_history_shows_the_bounce_on_the_message_it_belongs_to(sent):
+    item = sent.received["person0@example.com"]
+    bounce(sent, "hard.eml", dsn(item.sender, "person0@example.com", "5.1.1",
+                                 "550 5.1.1 user unknown"))  # fmt: skip
+    shown = sent.rebook("history", "person0@example.com", "--json")
+    [entry] = json.loads(shown.out)["sends"]
+    [back] = entry["came_back"]
+    assert (back["kind"], back["status"], back["matched_by"]) == ("hard", "5.1.1", "verp")
+    table = sent.rebook("history", "person0@example.com", env={"COLUMNS": "250"}).out
+    assert "hard bounce 5.1.1" in table

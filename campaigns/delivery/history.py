@@ -17,7 +17,7 @@ from campaigns.clients.csv_rows import parse_email
 from campaigns.delivery.suppression import suppress, suppress_client
 from campaigns.errors import UserError
 from campaigns.store.forgotten import forgotten_at, hasher
-from campaigns.store.tables import client_suppressions, clients, sends, suppressions
+from campaigns.store.tables import client_suppressions, clients, returns, sends, suppressions
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,25 @@ class HistoryEntry:
     attempts: int
     reply: str
     message_id: str | None
+    came_back: tuple[dict, ...] = ()  # later bounces, complaints: kind, status, reason, at
 
     def as_json(self) -> dict:
-        return {**self.__dict__, "at": self.at.isoformat()}
+        return {**self.__dict__, "at": self.at.isoformat(), "came_back": list(self.came_back)}
+
+    @property
+    def came_back_text(self) -> str:
+        """What came back of it, for a table: ``hard bounce 5.1.1: user unknown``."""
+        return "; ".join(
+            f"{_KIND_WORDS.get(each['kind'], each['kind'])}"
+            + (f" {each['status']}" if each["status"] else "")
+            + (f": {each['reason'][:80]}" if each["reason"] else "")
+            for each in self.came_back
+        )
+
+
+_KIND_WORDS = {"hard": "hard bounce", "soft": "soft bounce", "clinic-problem": "refused (not "
+               "the client's fault)", "complaint": "spam complaint", "unsubscribe":
+               "unsubscribed by mail"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,12 +90,38 @@ def client_history(
         .where(or_(sends.c.email == email, sends.c.client_id.in_(ids)))
         .order_by(sends.c.created_at, sends.c.id)
     )
+    rows = rows.all()
+    back = _came_back(connection, [row.id for row in rows])
     entries = [
         HistoryEntry(row.sent_at or row.updated_at, row.campaign, row.key, row.status, row.attempts,
-                     row.last_reply, row.message_id)
+                     row.last_reply, row.message_id, tuple(back.get(row.id, ())))
         for row in rows
     ]  # fmt: skip
     return entries, suppression_of(connection, email, ids)
+
+
+def _came_back(connection: Connection, send_ids: list[int]) -> dict[int, list[dict]]:
+    """The returns matched to each of these ledger rows, oldest first."""
+    found: dict[int, list[dict]] = {}
+    if not send_ids:
+        return found
+    query = (
+        select(returns)
+        .where(returns.c.send_id.in_(send_ids))
+        .order_by(returns.c.received_at, returns.c.id)
+    )
+    for row in connection.execute(query):
+        found.setdefault(row.send_id, []).append(
+            {
+                "kind": row.kind,
+                "status": row.status,
+                "reason": row.reason,
+                "at": row.received_at.isoformat(),
+                "matched_by": row.matched_by,
+                "action": row.action,
+            }
+        )
+    return found
 
 
 def suppression_of(connection: Connection, email: str, ids: list[str]) -> Suppression | None:
