@@ -24,7 +24,7 @@ from campaigns.config import Settings
 from campaigns.errors import UserError
 from campaigns.stats import Interval, newcombe, verdict, wilson
 from campaigns.store.expressions import after, weeks_since
-from campaigns.store.tables import client_suppressions, sends, suppressions, visits
+from campaigns.store.tables import client_suppressions, returns, sends, suppressions, visits
 
 SENT, HELD_OUT = "sent", "held_out"
 ORIGIN = date(2000, 1, 3)  # a Monday before any email: weeks are counted from it
@@ -74,6 +74,7 @@ class CampaignOutcome:
     unsubscribed: int = 0  # recipients who unsubscribed within the window after it
     undated: int = 0  # recipients' later visits imported before rebook dated them
     weeks: list[Week] = field(default_factory=list)
+    returned: Returned = field(default_factory=lambda: Returned())  # what came back later
 
     @property
     def comparison(self) -> Comparison | None:
@@ -89,12 +90,43 @@ class CampaignOutcome:
         )
 
 
+COMPLAINT_LIMIT = 0.003  # Gmail's and Yahoo's bulk-sender rules (2024): complaints under 0.3%
+
+
+@dataclass
+class Returned:
+    """What came back of the messages sent: bounces and complaints, each message once."""
+
+    sent: int = 0
+    hard: int = 0
+    soft: int = 0
+    complaint: int = 0
+    clinic_problem: int = 0  # refused for the clinic's policy, reputation or authentication
+    unsubscribe: int = 0
+
+    def rate(self, kind: str) -> float | None:
+        """Messages of this kind per message sent; None with nothing sent: no data, no rate."""
+        return getattr(self, kind) / self.sent if self.sent else None
+
+    def __add__(self, other: Returned) -> Returned:
+        names = ("sent", "hard", "soft", "complaint", "clinic_problem", "unsubscribe")
+        return Returned(*(getattr(self, n) + getattr(other, n) for n in names))
+
+
 @dataclass(frozen=True)
 class Report:
     now: datetime
     since: datetime | None
     window: timedelta
     campaigns: list[CampaignOutcome]
+
+    @property
+    def returned(self) -> Returned:
+        """Every campaign's together: the rates a mailbox provider judges the clinic by."""
+        total = Returned()
+        for campaign in self.campaigns:
+            total = total + campaign.returned
+        return total
 
 
 def report(
@@ -127,6 +159,7 @@ def report(
     zone, only = settings.clinic.timezone, found.ledger_names(campaign)
     _add_exposures(connection, found, window, zone, start_from, only)
     _add_failures(connection, found, start_from, only)
+    _add_returns(connection, found, start_from, only)
     return Report(now, start_from, window, list(found.values()))
 
 
@@ -255,4 +288,31 @@ def _add_failures(connection, found, start_from, only) -> None:
             outcome.bounced += int(bounced_ or 0)
 
 
-__all__ = ["CampaignOutcome", "Comparison", "Group", "Report", "Week", "report"]
+def _add_returns(connection, found, start_from, only) -> None:
+    """Messages sent, and of them those a later bounce or complaint came back about.
+
+    Each message counts once per kind, however many returns name it (a
+    server that reports a delay and then the failure).
+    """
+    came_back = {
+        kind: func.count(returns.c.send_id.distinct()).filter(returns.c.kind == kind)
+        for kind in ("hard", "soft", "complaint", "clinic-problem", "unsubscribe")
+    }
+    query = (
+        select(sends.c.campaign, func.count(sends.c.id.distinct()), *came_back.values())
+        .select_from(sends.outerjoin(returns, returns.c.send_id == sends.c.id))
+        .where(sends.c.status == SENT)
+        .group_by(sends.c.campaign)
+    )
+    if only is not None:
+        query = query.where(sends.c.campaign.in_(only))
+    if start_from is not None:
+        query = query.where(sends.c.sent_at >= start_from)
+    for name, sent, hard, soft, complaint, problem, unsubscribe in connection.execute(query):
+        if (outcome := found.of(name)) is not None:
+            outcome.returned = outcome.returned + Returned(
+                sent, hard, soft, complaint, problem, unsubscribe
+            )
+
+
+__all__ = ["CampaignOutcome", "Comparison", "Group", "Report", "Returned", "Week", "report"]

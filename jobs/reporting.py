@@ -75,7 +75,51 @@ def report(app: App, since, name: str | None, as_json: bool, html_path: Path | N
         click.echo(f"wrote {html_path}")
     else:
         _print(found, zone)
+        if app.settings.bounces is not None or _any_back(found.returned):
+            _print_returns(found)
     return EXIT_OK
+
+
+def _any_back(returned) -> bool:
+    return bool(returned.hard + returned.soft + returned.complaint + returned.clinic_problem)
+
+
+def _print_returns(found) -> None:
+    """Bounce and complaint rates per campaign and in all, beside the providers' line."""
+    from campaigns.outcomes import COMPLAINT_LIMIT
+
+    def row(name, back):
+        return (name, back.sent, _count_rate(back, "hard"), _count_rate(back, "soft"),
+                _count_rate(back, "complaint"), back.clinic_problem)  # fmt: skip
+
+    rows = [row(c.name, c.returned) for c in found.campaigns]
+    if len(rows) > 1:
+        rows.append(row("all campaigns", found.returned))
+    console.print_table(
+        "what came back later (read from the bounce mailbox)",
+        ["campaign", "sent", "hard bounces", "soft bounces", "spam complaints",
+         "refused: not the client's fault"],
+        rows,
+    )  # fmt: skip
+    rate = found.returned.rate("complaint")
+    verdict = (
+        "no data yet" if rate is None
+        else "over it: see the README, 'What comes back'" if rate >= COMPLAINT_LIMIT
+        else "under it"
+    )  # fmt: skip
+    click.echo(
+        f"spam complaints: Gmail and Yahoo want bulk senders under {COMPLAINT_LIMIT:.1%} of "
+        f"messages (0.1% to be safe); this report: {_percent_of(rate)}, {verdict}"
+    )
+
+
+def _count_rate(returned, kind: str) -> str:
+    count = getattr(returned, kind)
+    return f"{count} ({_percent_of(returned.rate(kind), 2)})"
+
+
+def _percent_of(rate: float | None, digits: int = 2) -> str:
+    return NO_DATA if rate is None else f"{rate * 100:.{digits}f}%"
 
 
 def _print(found, zone) -> None:
@@ -144,6 +188,7 @@ def as_data(found, zone) -> dict:
     control group when either group is empty.
     """
     from campaigns.durations import format_duration
+    from campaigns.outcomes import COMPLAINT_LIMIT
 
     return {
         "now": _iso(found.now, zone),
@@ -152,7 +197,16 @@ def as_data(found, zone) -> dict:
         else None,
         "window": format_duration(found.window),
         "campaigns": [_campaign_data(c) for c in found.campaigns],
+        "returned": _returned_data(found.returned),
+        "complaint_limit": COMPLAINT_LIMIT,
     }
+
+
+def _returned_data(returned) -> dict:
+    """Counts of messages that came back, and rates per message sent (null: nothing sent)."""
+    kinds = ("hard", "soft", "complaint", "clinic_problem", "unsubscribe")
+    return {"sent": returned.sent, **{kind: getattr(returned, kind) for kind in kinds},
+            **{f"{kind}_rate": returned.rate(kind) for kind in kinds[:4]}}  # fmt: skip
 
 
 def _iso(moment, zone) -> str | None:
@@ -175,6 +229,7 @@ def _campaign_data(campaign) -> dict:
         "booked": campaign.recipients.booked, "bookings": campaign.recipients.bookings,
         "booking_rate": _group_data(campaign.recipients)["rate"],
         "undated_visits": campaign.undated,
+        "returned": _returned_data(campaign.returned),
         "recipients": _group_data(campaign.recipients),
         "control": _group_data(campaign.control) if campaign.control.clients else None,
         "difference": None if comparison is None else {

@@ -180,3 +180,27 @@ def test_history_shows_the_bounce_on_the_message_it_belongs_to(sent):
     assert (back["kind"], back["status"], back["matched_by"]) == ("hard", "5.1.1", "verp")
     table = sent.rebook("history", "person0@example.com", env={"COLUMNS": "250"}).out
     assert "hard bounce 5.1.1" in table
+
+
+def test_report_gives_bounce_and_complaint_rates_beside_the_providers_line(sent):
+    for address, name, raw in (
+        ("person0@example.com", "hard.eml", None),
+        ("person2@example.com", "arf.eml", "arf"),
+    ):
+        item = sent.received[address]
+        message = (arf("fbl@waso.example", item.data) if raw
+                   else dsn(item.sender, address, "5.1.1", "550 5.1.1 user unknown"))  # fmt: skip
+        bounce(sent, name, message)
+    data = json.loads(sent.rebook("report", "--json").out)
+    [book] = [c for c in data["campaigns"] if c["name"] == "book"]
+    assert book["returned"]["sent"] == 3
+    assert (book["returned"]["hard"], book["returned"]["complaint"]) == (1, 1)
+    assert book["returned"]["complaint_rate"] == pytest.approx(1 / 3)
+    assert data["complaint_limit"] == 0.003 and data["returned"]["hard_rate"] == pytest.approx(
+        1 / 3
+    )
+    [series] = [c for c in data["campaigns"] if c["name"] == "series"]
+    assert series["returned"]["complaint_rate"] is None  # nothing sent: no rate, not 0
+    table = sent.rebook("report", env={"COLUMNS": "200"}).out
+    assert "what came back later" in table and "33.33%" in table
+    assert "Gmail and Yahoo want bulk senders under 0.3%" in table and "over it" in table
