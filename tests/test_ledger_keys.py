@@ -8,6 +8,7 @@ leaves, retries included; an unsubscribe follows the client to a new address.
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -285,3 +286,28 @@ def test_a_previous_name_is_history_no_live_campaign_writes_claimed_once(
     sqlite_clinic.config.write_text(text)
     result = sqlite_clinic.rebook("check")
     assert result.code == 2 and "previous_names: " in result.err and said in result.err
+
+
+def test_renamed_there_and_back_nobody_gets_an_article_twice(clinic):
+    """What an old name left queued is taken over, not left to go out beside the new name's."""
+    from .smtpd import free_port
+
+    settings, engine = clinic_with(clinic, free_port())  # nothing listens: the rows stay queued
+    assert run(engine, settings, "series").unreachable
+    with SmtpServer() as smtp:
+        text = re.sub(r"\nport = \d+\n", f"\nport = {smtp.port}\n", clinic.config.read_text())
+        clinic.config.write_text(text)
+        renamed(clinic, previous=True)
+        later = NOW + timedelta(days=1)
+        assert run(engine, load_settings(clinic.config), "articles", at=later).outcomes == {
+            "sent": 3
+        }
+        back = (
+            '[campaigns.articles]\nprevious_names = ["series"]',
+            '[campaigns.series]\nprevious_names = ["articles"]',
+        )
+        clinic.config.write_text(clinic.config.read_text().replace(*back))
+        again = run(engine, load_settings(clinic.config), "series", at=later + timedelta(days=1))
+        keys = [item.message["Subject"] for item in smtp.handler.received]
+    assert again.outcomes == {"sent": 3}  # the second article, not the first again
+    assert len(keys) == 6 and len(set(keys)) == 2

@@ -96,3 +96,14 @@ def smtp():
 
     with SmtpServer() as server:
         yield server
+
+
+def test_an_empty_maildir_folder_made_beforehand_is_written_into(clinic, tmp_path):
+    """A folder the owner made, or a mount point: Maildir(create=True) leaves it without new/."""
+    settings, engine = clinic_with(clinic, 25, transport="maildir")
+    folder = tmp_path / "made-by-the-owner"
+    folder.mkdir()
+    mail = settings.mail.model_copy(update={"maildir": folder})
+    report = run(engine, settings.model_copy(update={"mail": mail}), "book")
+    assert report.outcomes == {"sent": 3}
+    assert len(os.listdir(folder / "new")) == 3

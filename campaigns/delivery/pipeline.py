@@ -32,6 +32,7 @@ from campaigns.delivery.audience import VISIT_KEY, Audience
 from campaigns.delivery.committer import Committer
 from campaigns.delivery.ledger import HEARTBEAT_EVERY, Claimed, Ledger, Result
 from campaigns.delivery.quiet import clinic_quiet_until, holds_for
+from campaigns.delivery.renames import hand_over
 from campaigns.delivery.transports import Outcome, Outgoing, Transport
 from campaigns.store.database import REFRESH_STATISTICS_FROM, refresh_statistics
 from campaigns.store.secrets import web_secret
@@ -185,6 +186,7 @@ class CampaignRun:
         await self._deliver(transport, composer, progress)
 
     async def _deliver(self, transport: Transport, composer, progress: Progress | None) -> None:
+        hand_over(self.engine, self.name, self.campaign.previous_names, self.clock())
         self.ledger.register(self.clock())
         self._share_rate(transport)
         committer = Committer(self.ledger, self.clock)

@@ -19,6 +19,10 @@ class MaildirTransport:
 
     async def open(self) -> None:
         try:
+            # Maildir(create=True) makes tmp/, new/ and cur/ only when it makes the folder
+            # itself: an empty folder made by the owner (or a mount point) would stay unusable.
+            for part in ("tmp", "new", "cur"):
+                (self.folder / part).mkdir(parents=True, exist_ok=True)
             self._box = mailbox.Maildir(self.folder, create=True)
         except OSError as error:
             raise TransportUnavailable(f"mail.maildir: cannot use {self.folder}: {error}") from None
