@@ -123,6 +123,10 @@ def unsubscribe(app: App, email: str) -> int:
     if existing and existing.reason == "forgotten":
         since = local_time(existing.since, app.settings.clinic.timezone)
         click.echo(f"{existing.address} was already forgotten on {since}: nothing will go to it")
+    elif existing and existing.reason == "unsubscribed":
+        since = local_time(existing.since, app.settings.clinic.timezone)
+        click.echo(f"{existing.address} had unsubscribed on {since}; now you keep them off too: "
+                   "their own link cannot undo it")  # fmt: skip
     elif existing:
         since = local_time(existing.since, app.settings.clinic.timezone)
         click.echo(f"{existing.address} was already suppressed ({existing.reason}, {since})")

@@ -335,3 +335,20 @@ def test_a_database_gone_mid_request_is_a_short_503_not_a_traceback():
         ]
     for answer in answers:
         assert answer.status_code == 503 and "try again later" in answer.text
+
+
+def test_an_owners_unsubscribe_after_the_clients_own_is_the_owners_to_undo(sqlite_clinic):
+    from campaigns.delivery.suppression import resubscribe_client, unsubscribe_client
+    from campaigns.store.database import write_transaction
+
+    with SmtpServer() as smtp:
+        _, engine = clinic_with(sqlite_clinic, smtp.port)
+    now = datetime.now(UTC)
+    with write_transaction(engine) as connection:
+        unsubscribe_client(connection, "c000", "by the client (one-click)", now)
+    said = sqlite_clinic.rebook("unsubscribe", "person0@example.com")
+    assert said.code == 0 and "their own link cannot undo it" in said.out
+    with write_transaction(engine) as connection:
+        assert resubscribe_client(connection, "c000") is False  # the page's button
+    ids, addresses = suppressed(sqlite_clinic)
+    assert ids == [("c000", "manual")] and addresses == [("person0@example.com", "manual")]

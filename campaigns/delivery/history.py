@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select, union
+from sqlalchemy import or_, select, union, update
 from sqlalchemy.engine import Connection
 
 from campaigns.clients.csv_rows import parse_email
@@ -150,10 +150,27 @@ def unsubscribe_by_hand(connection: Connection, email: str, now: datetime) -> Su
     existing = suppression_of(connection, email, [])
     detail = "added with rebook unsubscribe"
     suppress(connection, email, "manual", detail, now)
-    owners = connection.execute(select(clients.c.id).where(clients.c.email == email)).scalars()
-    for client_id in list(owners):
+    owners = list(
+        connection.execute(select(clients.c.id).where(clients.c.email == email)).scalars()
+    )
+    for client_id in owners:
         suppress_client(connection, client_id, "manual", detail, now)
+    _made_the_owners(connection, email, owners, detail)
     return existing
+
+
+def _made_the_owners(connection: Connection, email: str, ids: list[str], detail: str) -> None:
+    """A client's own unsubscribe the owner repeats becomes the owner's: their link cannot
+    undo it any more (the page tells them to ask the clinic)."""
+    for table, key, values in (
+        (suppressions, suppressions.c.address, [email]),
+        (client_suppressions, client_suppressions.c.client_id, ids),
+    ):
+        connection.execute(
+            update(table)
+            .where(key.in_(values), table.c.reason == "unsubscribed")
+            .values(reason="manual", detail=f"{detail}, after the client's own unsubscribe")
+        )  # fmt: skip
 
 
 def forgotten_since(connection: Connection, email: str) -> datetime | None:
