@@ -100,6 +100,11 @@ def setup_logging(form: str = "text") -> logging.Logger:
         library.propagate = True
     uvicorn_error = logging.getLogger("uvicorn.error")
     uvicorn_error.filters[:] = [OncePerMinute()]
+    # A database that goes away mid-run: rebook's loops say it once, with the reason
+    # (jobs.loops); the pool's failed rollback and psycopg's broken pipeline would each add
+    # a traceback or a warning per connection, saying the same.
+    logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     logger = logging.getLogger(LOGGER)
     logger.handlers.clear()
     logger.setLevel(logging.INFO)

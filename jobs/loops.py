@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from jobs.logs import LOGGER, event
@@ -43,14 +43,12 @@ def describe(error: BaseException) -> str:
     is full") is what the person running rebook needs. rebook's own errors
     are written for people already. No password of a URL reaches the line.
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
     from campaigns.config.report import mask_secrets
     from campaigns.errors import RebookError
 
     cause = getattr(error, "orig", None) or error
     text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-    if isinstance(error, SQLAlchemyError):
+    if database_error(error):
         line = f"the database: {text or type(cause).__name__}"
     elif isinstance(error, RebookError) and text:
         line = text
@@ -71,13 +69,22 @@ class RetryLater(Exception):
         self.cause, self.seconds = cause, seconds
 
 
-def foreseen(error: BaseException) -> bool:
-    """An outage of something rebook depends on, rather than a bug: no traceback is needed."""
+def database_error(error: BaseException) -> bool:
+    """From the database, through SQLAlchemy or straight from its driver (the ledger's hot
+    path talks to the driver: a lost PostgreSQL connection is psycopg's own error there)."""
+    import sqlite3
+
     from sqlalchemy.exc import SQLAlchemyError
 
+    driver = type(error).__module__.split(".")[0] == "psycopg"
+    return driver or isinstance(error, SQLAlchemyError | sqlite3.Error)
+
+
+def foreseen(error: BaseException) -> bool:
+    """An outage of something rebook depends on, rather than a bug: no traceback is needed."""
     from campaigns.errors import RebookError
 
-    return isinstance(error, OSError | TimeoutError | SQLAlchemyError | RebookError)
+    return database_error(error) or isinstance(error, OSError | TimeoutError | RebookError)
 
 
 @dataclass
@@ -85,6 +92,10 @@ class Trouble:
     reason: str
     since: datetime
     failures: int = 1
+    seen: set[str] = field(default_factory=set)  # every reason said in this trouble
+
+    def __post_init__(self) -> None:
+        self.seen.add(self.reason)
 
 
 class Troubles:
@@ -108,7 +119,8 @@ class Troubles:
             self._changed(loop)
         else:
             trouble.failures += 1
-            if reason != trouble.reason:  # a new cause: worth a line, once
+            if reason not in trouble.seen:  # a new cause: worth a line, once
+                trouble.seen.add(reason)
                 trouble.reason = reason
                 event(log, f"{loop} still failing, now for another reason",
                       level=logging.ERROR, reason=reason)  # fmt: skip

@@ -84,3 +84,16 @@ def test_retry_later_waits_what_the_remote_service_asks():
 
     assert asyncio.run(scenario()) < 1.0  # the stop ended the 900 s wait
     assert troubles.now() == {"cliniko": "RuntimeError: 429"}
+
+
+def test_a_drivers_own_error_is_an_outage_said_in_its_words_without_a_traceback():
+    import sqlite3
+
+    import psycopg
+
+    from jobs.loops import foreseen
+
+    lost = psycopg.OperationalError("the connection is lost")
+    assert foreseen(lost) and describe(lost) == "the database: the connection is lost"
+    assert foreseen(sqlite3.OperationalError("database or disk is full"))
+    assert not foreseen(KeyError("a bug"))
