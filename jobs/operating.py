@@ -64,6 +64,14 @@ def _services_line(seen, now: datetime, zone) -> str:
                    for p in running for loop, reason in p.troubles.items()]  # fmt: skip
         return f"rebook run: running ({where})" + "".join(failing)
     wait = "scheduled runs wait until it starts"
+    silent = [p for p in seen if p.alive_here()]
+    if silent:
+        last = silent[0]
+        return (
+            f"rebook run: running (pid {last.pid} on {last.host}), but it has not been able to "
+            f"record itself in the database since {shown(last.seen_at, zone)}: the database "
+            "refuses its writes (a full disk?); its log says why"
+        )
     if seen:
         last = seen[0]
         return (
@@ -74,7 +82,8 @@ def _services_line(seen, now: datetime, zone) -> str:
 
 
 def _services_json(seen, now: datetime, zone) -> list[dict]:
-    return [{"host": p.host, "pid": p.pid, "running": p.running(now),
+    return [{"host": p.host, "pid": p.pid, "running": p.running(now) or p.alive_here(),
+             "recording": p.running(now),
              "started_at": _iso(p.started_at, zone), "seen_at": _iso(p.seen_at, zone),
              "failing": p.troubles} for p in seen]  # fmt: skip
 

@@ -268,10 +268,24 @@ def status_line(clinic: Clinic) -> str:
     return result.out.splitlines()[0]
 
 
-def test_status_says_whether_the_service_is_up(clinic):
+def age_presence(clinic: Clinic) -> None:
+    """The service's presence as last written at 2026-01-01 00:00 UTC."""
     import json
 
     from campaigns.store.tables import app_state
+
+    with clinic.engine().begin() as connection:
+        row = connection.execute(select(app_state).where(app_state.c.name.like("service:%")))
+        name, value = row.one()[:2]
+        record = json.loads(value) | {"seen_at": "2026-01-01T00:00:00+00:00"}
+        connection.execute(
+            app_state.update().where(app_state.c.name == name).values(value=json.dumps(record))
+        )
+
+
+def test_status_says_whether_the_service_is_up(clinic):
+    import json
+
 
     with SmtpServer() as smtp:
         clinic_with(clinic, smtp.port)
@@ -287,6 +301,10 @@ def test_status_says_whether_the_service_is_up(clinic):
             assert line.startswith(f"rebook run: running (pid {service.process.pid} on ")
             as_json = json.loads(clinic.rebook("status", "--json").out)
             assert [s["pid"] for s in as_json["services"] if s["running"]] == [service.process.pid]
+            age_presence(clinic)  # as if its writes had failed a minute (a full disk)
+            silent = status_line(clinic)
+            assert silent.startswith(f"rebook run: running (pid {service.process.pid} on ")
+            assert "has not been able to record itself in the database since" in silent
             assert service.stop() == 0
         assert status_line(clinic).startswith("rebook run: not running")
         with RunningService(clinic.folder) as killed:
@@ -295,14 +313,7 @@ def test_status_says_whether_the_service_is_up(clinic):
                 time.sleep(0.2)
             killed.signal(signal.SIGKILL)
             killed.process.wait()
-        engine = clinic.engine()
-        with engine.begin() as connection:  # as if a minute had passed since it died
-            row = connection.execute(select(app_state).where(app_state.c.name.like("service:%")))
-            name, value = row.one()[:2]
-            record = json.loads(value) | {"seen_at": "2026-01-01T00:00:00+00:00"}
-            connection.execute(
-                app_state.update().where(app_state.c.name == name).values(value=json.dumps(record))
-            )
+        age_presence(clinic)  # as if a minute had passed since it died
         line = status_line(clinic)
         assert line.startswith("rebook run: NOT RUNNING: last seen Thu 2026-01-01 08:00 AWST")
         assert f"pid {killed.process.pid}" in line and "stopped without saying so" in line

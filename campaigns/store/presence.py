@@ -41,6 +41,14 @@ class Presence:
     def running(self, now: datetime) -> bool:
         return now - self.seen_at <= STALE_AFTER
 
+    def alive_here(self) -> bool:
+        """Its process is alive on this machine, seen lately in the database or not.
+
+        A service that cannot write (the database's disk full) cannot say it is up;
+        on its own machine, ``status`` asks the process table instead.
+        """
+        return self.host == socket.gethostname() and _alive(self.pid)
+
 
 def this_service() -> str:
     return _name(os.getpid(), socket.gethostname())
