@@ -10,7 +10,7 @@ from jobs import console
 from jobs.app import EXIT_OK, EXIT_USAGE, App, pass_app
 
 TIME_FORM = "a local time like 2026-10-23T00:00 (or with an offset, 2026-10-23T00:00+01:00)"
-FIRST_YEAR, LAST_YEAR = 1900, 2200  # as visit times: beyond them the calendar itself runs out
+FIRST_YEAR, LAST_YEAR = 1971, 2200  # cron times start at 1970 (APScheduler); the calendar ends
 
 
 def _iso(moment: datetime | None, zone) -> str | None:

@@ -135,8 +135,8 @@ def test_help_shows_an_example_for_every_command(sqlite_clinic):
 
 
 ODD_ARGUMENTS = [
-    (("plan", "--from", "9999-12-31T23:59"), "between the years 1900 and 2200"),
-    (("plan", "--from", "0001-01-01T00:00"), "between the years 1900 and 2200"),
+    (("plan", "--from", "9999-12-31T23:59"), "between the years 1971 and 2200"),
+    (("plan", "--from", "0001-01-01T00:00"), "between the years 1971 and 2200"),
     (("plan", "--from", "2026-13-01T00:00"), "is not a local time like"),
     (("plan", "--runs", "0"), "--runs"),
     (("plan", "--runs", "-1"), "--runs"),
