@@ -1,0 +1,342 @@
+"""The bounce address's mailbox on an IMAP server, read with imapclient (synchronous).
+
+A read is a few round trips however many messages wait: ``UID SEARCH`` for
+the UIDs past the position (skipping messages flagged ``\\Deleted``: on their
+way out, and rebook's own when the server lacks UIDPLUS, below), sizes in
+one ``UID FETCH`` per thousand, then the messages in ``UID FETCH`` batches
+of at most ``BATCH_BYTES`` (one message alone when it is larger). Bodies are
+fetched with ``BODY.PEEK[]``, which leaves ``\\Seen`` unset; a message over
+``MAX_MESSAGE`` is fetched as its first ``MAX_MESSAGE`` bytes
+(``BODY.PEEK[]<0.N>``) and so is never held whole.
+
+The position is "UIDVALIDITY:UID" of the last message read. UIDs only grow
+within one UIDVALIDITY; when the server gives the folder a new one (it was
+recreated, or restored), every old UID is meaningless and reading starts
+over, which is safe because acting on a message twice changes nothing.
+
+Moving uses ``UID MOVE`` (RFC 6851). Without it, ``UID COPY``, ``\\Deleted``
+and ``UID EXPUNGE`` of that one UID (RFC 4315 UIDPLUS); a plain ``EXPUNGE``
+would also remove whatever other clients had marked deleted, so without
+UIDPLUS the copied message stays flagged ``\\Deleted`` for the owner's mail
+client (or the server's expunge) to remove, and is not read again.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from imapclient import DELETED, IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+
+from campaigns.bounces.mailboxes.base import (
+    MAX_MESSAGE,
+    Incoming,
+    MailboxError,
+    MailboxRefused,
+    MailboxUnavailable,
+)
+
+BATCH_BYTES = 4 * 1024 * 1024  # messages fetched per round trip, by their size
+BATCH_COUNT = 500  # and by their number: a UID list of 500 stays far below 64 KiB lines
+SIZES_AT_ONCE = 1000  # UIDs whose sizes one FETCH asks
+
+Security = Literal["tls", "starttls", "none"]
+T = TypeVar("T")
+
+
+class ImapBox:
+    """``folder`` of ``user`` on ``host``; acted-on messages go to ``processed_folder``.
+
+    Folder names are written with "/" between levels and translated to the
+    server's own separator and personal prefix ("rebook/processed" becomes
+    "INBOX.rebook.processed" on a Courier-style server). The connection is
+    made at the first call and kept; after any trouble it is dropped, and
+    the next call connects again.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        folder: str = "INBOX",
+        processed_folder: str = "rebook/processed",
+        security: Security = "tls",
+        ca_file: Path | None = None,
+        timeout: float = 30,
+    ) -> None:
+        self.host, self.port, self.user = host, port, user
+        self.folder, self.processed_folder = folder, processed_folder
+        self.security, self.ca_file, self.timeout = security, ca_file, timeout
+        self.__password = password
+        self.position: str | None = None
+        self._client: IMAPClient | None = None
+        self._validity = 0  # UIDVALIDITY of the folder as last selected
+        self._names: tuple[str, str] | None = None  # both folders as the server spells them
+        self._target_ready = False
+
+    def __repr__(self) -> str:  # never the password
+        return f"ImapBox({self._where()}, folder={self.folder!r})"
+
+    def read(self, position: str | None) -> Iterator[Incoming]:
+        validity, last = self._select(), 0
+        if position is not None and position.startswith(f"{validity}:"):
+            last = _uid(position.partition(":")[2])
+        self.position = f"{validity}:{last}"
+        found = self._call("search", lambda c: c.search(["UID", f"{last + 1}:*", "UNDELETED"]))
+        uids = sorted(uid for uid in found if uid > last)  # n:* always names the highest UID
+        for start in range(0, len(uids), SIZES_AT_ONCE):
+            chunk = uids[start : start + SIZES_AT_ONCE]
+            sizes = self._sizes(chunk)
+            for batch in batches(chunk, sizes, BATCH_BYTES, BATCH_COUNT):
+                bodies = self._bodies(batch, sizes)
+                for uid in batch:
+                    self.position = f"{validity}:{uid}"
+                    if uid in bodies:  # not there: expunged by another client meanwhile
+                        raw = bodies.pop(uid)
+                        size = sizes[uid] if sizes[uid] > len(raw) else None
+                        yield Incoming(f"{validity}:{uid}", raw, size)
+
+    def processed(self, key: str) -> None:
+        validity, _, uid_text = key.partition(":")
+        if not (validity.isdigit() and uid_text.isdigit()):
+            raise ValueError(f"not a key of an IMAP message: {key!r}")
+        if int(validity) != self._select(keep=True):
+            return  # the folder was recreated since: that UID may name another message now
+        target = self._target()
+        uid = int(uid_text)
+        client = self._client
+        if client.has_capability("MOVE"):
+            self._call(f"move to {target!r}", lambda c: c.move([uid], target))
+        else:
+            self._call(f"copy to {target!r}", lambda c: c.copy([uid], target))
+            self._call("flag \\Deleted", lambda c: c.add_flags([uid], [DELETED], silent=True))
+            if client.has_capability("UIDPLUS"):
+                self._call("expunge", lambda c: c.uid_expunge([uid]))
+
+    def count(self, position: str | None = None) -> int:
+        validity = self._select()
+        last = 0
+        if position is not None and position.startswith(f"{validity}:"):
+            last = _uid(position.partition(":")[2])
+        found = self._call("search", lambda c: c.search(["UID", f"{last + 1}:*", "UNDELETED"]))
+        return sum(1 for uid in found if uid > last)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.logout()
+            except (IMAPClientError, OSError):
+                client.shutdown()
+
+    # -- the connection ------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"IMAP {self.host}:{self.port} (user {self.user!r})"
+
+    def _connect(self) -> IMAPClient:
+        context = None
+        if self.security != "none":
+            context = ssl.create_default_context(cafile=self.ca_file)  # None: the system's CAs
+        client = None
+        try:
+            client = IMAPClient(
+                self.host, self.port, ssl=self.security == "tls", ssl_context=context,
+                timeout=self.timeout,
+            )  # fmt: skip
+            if self.security == "starttls":
+                if not client.has_capability("STARTTLS"):
+                    raise MailboxRefused(
+                        f"{self._where()}: the server does not offer STARTTLS (security "
+                        '"starttls"); use "tls" if this is its TLS port (usually 993)'
+                    )
+                client.starttls(context)
+            client.login(self.user, self.__password)
+            self._names = None
+            self._target_ready = False
+            return client
+        except BaseException as error:
+            if client is not None:
+                client.shutdown()
+            if isinstance(error, MailboxError):
+                raise
+            if isinstance(error, Exception):
+                raise self._failure(error) from None
+            raise
+
+    def _select(self, keep: bool = False) -> int:
+        """Select the folder (again, to see what arrived) and return its UIDVALIDITY."""
+        if keep and self._client is not None:
+            return self._validity
+        if self._client is None:
+            self._client = self._connect()
+        folder = self._server_names()[0]
+        try:
+            selected = self._client.select_folder(folder)
+        except IMAPClientAbortError as error:
+            raise self._drop(error) from None
+        except IMAPClientError as error:
+            raise MailboxRefused(
+                f"{self._where()}: cannot open the folder {folder!r}: {_said(error)}"
+            ) from None
+        except Exception as error:
+            raise self._drop(error) from None
+        self._validity = int(selected[b"UIDVALIDITY"])
+        return self._validity
+
+    def _server_names(self) -> tuple[str, str]:
+        if self._names is None:
+            prefix, separator = self._call("namespace", _personal_namespace)
+            self._names = (
+                server_folder(self.folder, prefix, separator),
+                server_folder(self.processed_folder, prefix, separator),
+            )
+        return self._names
+
+    def _target(self) -> str:
+        """The processed folder, created (and subscribed, so mail clients show it) if missing."""
+        target = self._server_names()[1]
+        if not self._target_ready:
+            if not self._call("list", lambda c: c.folder_exists(target)):
+                try:
+                    self._call(f"create {target!r}", lambda c: c.create_folder(target))
+                except MailboxUnavailable:
+                    raise
+                except MailboxError as error:
+                    if not self._call("list", lambda c: c.folder_exists(target)):
+                        raise error from None  # not a race with another rebook
+                self._call(f"subscribe {target!r}", lambda c: c.subscribe_folder(target))
+            self._target_ready = True
+        return target
+
+    def _sizes(self, uids: list[int]) -> dict[int, int]:
+        found = self._call("fetch sizes", lambda c: c.fetch(uids, [b"RFC822.SIZE"]))
+        return {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in found.items()}
+
+    def _bodies(self, batch: list[int], sizes: dict[int, int]) -> dict[int, bytes]:
+        if len(batch) == 1 and sizes.get(batch[0], 0) > MAX_MESSAGE:
+            want, answer = f"BODY.PEEK[]<0.{MAX_MESSAGE}>".encode(), b"BODY[]<0>"
+        else:
+            want, answer = b"BODY.PEEK[]", b"BODY[]"
+        found = self._call("fetch messages", lambda c: c.fetch(batch, [want]))
+        return {uid: data.get(answer) or b"" for uid, data in found.items() if uid in sizes}
+
+    def _call(self, what: str, command: Callable[[IMAPClient], T]) -> T:
+        """Run one command; a refusal names it, a lost connection is dropped for the next call."""
+        if self._client is None:
+            self._client = self._connect()
+        try:
+            return command(self._client)
+        except IMAPClientAbortError as error:
+            raise self._drop(error) from None
+        except IMAPClientError as error:
+            said = _said(error)
+            refused = re.search(r"NOPERM|TRYCREATE|NONEXISTENT", said)
+            kind = MailboxRefused if refused else MailboxUnavailable
+            raise kind(f"{self._where()}: {what} was refused: {said}") from None
+        except Exception as error:
+            raise self._drop(error) from None
+
+    def _drop(self, error: Exception) -> MailboxError:
+        client, self._client = self._client, None
+        if client is not None:
+            client.shutdown()
+        return self._failure(error)
+
+    def _failure(self, error: Exception) -> MailboxError:
+        where = self._where()
+        if (problem := _certificate_problem(error)) is not None:
+            trusted = f"the CA in {self.ca_file}" if self.ca_file else "the system's CAs"
+            return MailboxRefused(
+                f"{where}: the server's TLS certificate was refused: {problem} (checked "
+                f"against {trusted}; is {self.host!r} the name on the certificate?)"
+            )
+        if isinstance(error, ssl.SSLError):
+            return MailboxRefused(
+                f"{where}: the TLS handshake failed: {error.reason or error} (security "
+                f'"{self.security}": "tls" is for the TLS port, usually 993, "starttls" '
+                "for the plain one, 143)"
+            )
+        if isinstance(error, LoginError):
+            return MailboxRefused(f"{where}: the login was refused: {_said(error)}")
+        if isinstance(error, socket.gaierror):
+            return MailboxUnavailable(f"{where}: cannot find the host: {error.strerror}")
+        if isinstance(error, TimeoutError):
+            return MailboxUnavailable(f"{where}: no answer within {self.timeout:g} s")
+        if isinstance(error, OSError):
+            return MailboxUnavailable(f"{where}: cannot connect: {error.strerror or error}")
+        if isinstance(error, IMAPClientAbortError):
+            return MailboxUnavailable(f"{where}: the connection was lost: {_said(error)}")
+        return MailboxUnavailable(f"{where}: {type(error).__name__}: {_said(error)}")
+
+
+def batches(
+    uids: list[int], sizes: dict[int, int], most_bytes: int, most: int
+) -> Iterator[list[int]]:
+    """UIDs in order, cut so a batch holds at most ``most`` messages and ``most_bytes``.
+
+    A message larger than ``most_bytes`` is a batch of its own. UIDs without
+    a size (expunged meanwhile) are left out.
+    """
+    batch: list[int] = []
+    total = 0
+    for uid in uids:
+        if uid not in sizes:
+            continue
+        size = min(sizes[uid], MAX_MESSAGE)
+        if batch and (total + size > most_bytes or len(batch) == most):
+            yield batch
+            batch, total = [], 0
+        batch.append(uid)
+        total += size
+    if batch:
+        yield batch
+
+
+def server_folder(name: str, prefix: str, separator: str) -> str:
+    """``name`` ("rebook/processed") as the server spells it: its separator, its personal prefix."""
+    if name.upper() == "INBOX":
+        return "INBOX"
+    if separator and separator != "/":
+        name = name.replace("/", separator)
+    if prefix and not name.upper().startswith(prefix.upper()):
+        name = prefix + name
+    return name
+
+
+def _personal_namespace(client: IMAPClient) -> tuple[str, str]:
+    """The personal namespace's prefix and separator: "INBOX.", "." on Courier; "", "/" on Gmail."""
+    if client.has_capability("NAMESPACE"):
+        personal = client.namespace().personal
+        if personal:
+            prefix, separator = personal[0]
+            return prefix, separator or ""
+    folders = client.list_folders("", "")  # LIST "" "": the separator alone
+    return "", (folders[0][1].decode() if folders and folders[0][1] else "")
+
+
+def _uid(text: str) -> int:
+    return int(text) if text.isdigit() else 0
+
+
+def _said(error: BaseException) -> str:
+    """The server's words from an imaplib/imapclient error, without Python's b'…' around them."""
+    text = str(error)
+    text = re.sub(r"\[?b(['\"])(.*?)\1\]?", r"\2", text)
+    return re.sub(r"^\w+ (failed|command error): ", "", text).strip()
+
+
+def _certificate_problem(error: BaseException) -> str | None:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or seen.reason or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
