@@ -3,7 +3,7 @@
 A read is a few round trips however many messages wait: ``UID SEARCH`` for
 the UIDs past the position (skipping messages flagged ``\\Deleted``: on their
 way out, and rebook's own when the server lacks UIDPLUS, below), sizes in
-one ``UID FETCH`` per thousand, then the messages in ``UID FETCH`` batches
+one ``UID FETCH`` per 500, then the messages in ``UID FETCH`` batches
 of at most ``BATCH_BYTES`` (one message alone when it is larger). Bodies are
 fetched with ``BODY.PEEK[]``, which leaves ``\\Seen`` unset; a message over
 ``MAX_MESSAGE`` is fetched as its first ``MAX_MESSAGE`` bytes
@@ -42,8 +42,8 @@ from campaigns.bounces.mailboxes.base import (
 )
 
 BATCH_BYTES = 4 * 1024 * 1024  # messages fetched per round trip, by their size
-BATCH_COUNT = 500  # and by their number: a UID list of 500 stays far below 64 KiB lines
-SIZES_AT_ONCE = 1000  # UIDs whose sizes one FETCH asks
+BATCH_COUNT = 500  # and by their number: a list of 500 UIDs is a line under 8 KiB (RFC 7162)
+SIZES_AT_ONCE = 500  # UIDs whose sizes one FETCH asks
 
 Security = Literal["tls", "starttls", "none"]
 T = TypeVar("T")
@@ -128,6 +128,12 @@ class ImapBox:
         found = self._call("search", lambda c: c.search(["UID", f"{last + 1}:*", "UNDELETED"]))
         return sum(1 for uid in found if uid > last)
 
+    def __enter__(self) -> ImapBox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -151,6 +157,10 @@ class ImapBox:
                 self.host, self.port, ssl=self.security == "tls", ssl_context=context,
                 timeout=self.timeout,
             )  # fmt: skip
+            # imapclient sets imaplib's debug level to 5 to trace into its logger, and
+            # imaplib then formats repr() of every literal before any logger is asked:
+            # a 20 MB message held three times over, every body repr'd. Tracing off.
+            client._imap.debug = 0
             if self.security == "starttls":
                 if not client.has_capability("STARTTLS"):
                     raise MailboxRefused(
@@ -183,6 +193,7 @@ class ImapBox:
         except IMAPClientAbortError as error:
             raise self._drop(error) from None
         except IMAPClientError as error:
+            self.close()  # of no use until the owner names a folder that is there
             raise MailboxRefused(
                 f"{self._where()}: cannot open the folder {folder!r}: {_said(error)}"
             ) from None
@@ -330,7 +341,7 @@ def _said(error: BaseException) -> str:
     """The server's words from an imaplib/imapclient error, without Python's b'…' around them."""
     text = str(error)
     text = re.sub(r"\[?b(['\"])(.*?)\1\]?", r"\2", text)
-    return re.sub(r"^\w+ (failed|command error): ", "", text).strip()
+    return re.sub(r"^(\w+ (failed|command error): |command: \w+ => )", "", text).strip()
 
 
 def _certificate_problem(error: BaseException) -> str | None:

@@ -116,6 +116,12 @@ class MaildirBox:
     def count(self, position: str | None = None) -> int:
         return len(self._waiting(_parse(position)))
 
+    def __enter__(self) -> MaildirBox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self._where = {}
 
