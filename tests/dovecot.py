@@ -127,8 +127,10 @@ class Account:
             return {uid: set(data[b"FLAGS"]) - {b"\\Recent"} for uid, data in found.items()}
 
     def messages(self, folder: str = "INBOX") -> dict[int, bytes]:
-        """UID -> the message as stored, read with PEEK."""
+        """UID -> the message as stored, read with PEEK; none when there is no such folder."""
         with self.client() as client:
+            if not client.folder_exists(folder):
+                return {}
             client.select_folder(folder, readonly=True)
             found = client.fetch(client.search("ALL"), ["BODY.PEEK[]"])
             return {uid: data[b"BODY[]"] for uid, data in found.items()}

@@ -131,6 +131,25 @@ def test_imap_restart_midway_neither_skips_nor_repeats(account, monkeypatch) -> 
     assert subject_numbers(handled) == [1, 2, 3]
     assert subject_numbers(rest) == [4, 5, 6, 7, 8]
     assert again == []
+    # 1 was moved with its batch (before the next FETCH); the move of 3 died with the
+    # process: it stays in the folder, behind the position, never acted on twice
+    assert list(account.messages("rebook/processed").values()) == [message(1)]
+
+
+def test_imap_moves_are_made_in_batches_and_all_made_by_the_end(account, monkeypatch) -> None:
+    monkeypatch.setattr(imap_module, "BATCH_COUNT", 3)
+    account.append(*[message(n) for n in range(1, 9)])
+    box = ImapBox(**account.box_options())
+    moved_while_reading = []
+
+    for item in box.read(None):
+        box.processed(item.key)
+        moved_while_reading.append(len(account.messages("rebook/processed")))
+
+    assert moved_while_reading == [0, 0, 3, 3, 3, 6, 6, 6]  # 3 makes a batch: moved at once
+    assert len(account.messages("rebook/processed")) == 8  # the rest at the read's end
+    assert account.messages() == {}
+    box.close()
 
 
 def test_imap_a_folder_with_a_new_uidvalidity_is_read_from_the_start(account) -> None:
@@ -149,11 +168,11 @@ def test_imap_a_folder_with_a_new_uidvalidity_is_read_from_the_start(account) ->
     box = ImapBox(**account.box_options(folder="bounces"))
     new = list(box.read(position))
     box.processed(old[0].key)  # names UID 1 of the old folder: never the new UID 1
+    box.close()
 
     assert subject_numbers(new) == [3]
     assert new[0].key.split(":")[1] == "1" and new[0].key != old[0].key
     assert list(account.messages("bounces").values()) == [message(3)]
-    box.close()
 
 
 def test_imap_counts_what_waits(account) -> None:

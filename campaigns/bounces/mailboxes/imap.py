@@ -15,10 +15,16 @@ recreated, or restored), every old UID is meaningless and reading starts
 over, which is safe because acting on a message twice changes nothing.
 
 Moving uses ``UID MOVE`` (RFC 6851). Without it, ``UID COPY``, ``\\Deleted``
-and ``UID EXPUNGE`` of that one UID (RFC 4315 UIDPLUS); a plain ``EXPUNGE``
+and ``UID EXPUNGE`` of those UIDs only (RFC 4315 UIDPLUS); a plain ``EXPUNGE``
 would also remove whatever other clients had marked deleted, so without
-UIDPLUS the copied message stays flagged ``\\Deleted`` for the owner's mail
-client (or the server's expunge) to remove, and is not read again.
+UIDPLUS the copied messages stay flagged ``\\Deleted`` for the owner's mail
+client (or the server's expunge) to remove, and are not read again.
+Messages processed are moved together, one command per batch (before the
+next FETCH, at the end of the read, or at ``close()``): Dovecot takes 4-9 ms
+for a MOVE of one message and ~20 ms for 500, so 10,000 took 136 s one by
+one and take about 1 s in batches (bench/mailbox.py). A process killed
+midway leaves the moves of its last batch undone: those messages stay in
+the folder, acted on and behind the position, so never acted on again.
 """
 
 from __future__ import annotations
@@ -80,11 +86,14 @@ class ImapBox:
         self._validity = 0  # UIDVALIDITY of the folder as last selected
         self._names: tuple[str, str] | None = None  # both folders as the server spells them
         self._target_ready = False
+        self._pending: list[int] = []  # UIDs processed, to move with the next batch
+        self._pending_validity = 0
 
     def __repr__(self) -> str:  # never the password
         return f"ImapBox({self._where()}, folder={self.folder!r})"
 
     def read(self, position: str | None) -> Iterator[Incoming]:
+        self._move_pending()
         validity, last = self._select(), 0
         if position is not None and position.startswith(f"{validity}:"):
             last = _uid(position.partition(":")[2])
@@ -95,6 +104,7 @@ class ImapBox:
             chunk = uids[start : start + SIZES_AT_ONCE]
             sizes = self._sizes(chunk)
             for batch in batches(chunk, sizes, BATCH_BYTES, BATCH_COUNT):
+                self._move_pending()
                 bodies = self._bodies(batch, sizes)
                 for uid in batch:
                     self.position = f"{validity}:{uid}"
@@ -102,25 +112,21 @@ class ImapBox:
                         raw = bodies.pop(uid)
                         size = sizes[uid] if sizes[uid] > len(raw) else None
                         yield Incoming(f"{validity}:{uid}", raw, size)
+        self._move_pending()
 
     def processed(self, key: str) -> None:
-        validity, _, uid_text = key.partition(":")
-        if not (validity.isdigit() and uid_text.isdigit()):
+        """Moved with the others of its batch: before the next FETCH, at the end, or close()."""
+        validity, _, uid = key.partition(":")
+        if not (validity.isdigit() and uid.isdigit()):
             raise ValueError(f"not a key of an IMAP message: {key!r}")
         if int(validity) != self._select(keep=True):
             return  # the folder was recreated since: that UID may name another message now
-        target = self._target()
-        uid = int(uid_text)
-        client = self._client
-        if client.has_capability("MOVE"):
-            self._call(f"move to {target!r}", lambda c: c.move([uid], target))
-        else:
-            self._call(f"copy to {target!r}", lambda c: c.copy([uid], target))
-            self._call("flag \\Deleted", lambda c: c.add_flags([uid], [DELETED], silent=True))
-            if client.has_capability("UIDPLUS"):
-                self._call("expunge", lambda c: c.uid_expunge([uid]))
+        self._pending.append(int(uid))
+        if len(self._pending) >= BATCH_COUNT:
+            self._move_pending()
 
     def count(self, position: str | None = None) -> int:
+        self._move_pending()
         validity = self._select()
         last = 0
         if position is not None and position.startswith(f"{validity}:"):
@@ -135,12 +141,17 @@ class ImapBox:
         self.close()
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.logout()
-            except (IMAPClientError, OSError):
-                client.shutdown()
+        """Make the moves still pending, then log out."""
+        try:
+            if self._client is not None:
+                self._move_pending()
+        finally:
+            client, self._client = self._client, None
+            if client is not None:
+                try:
+                    client.logout()
+                except (IMAPClientError, OSError):
+                    client.shutdown()
 
     # -- the connection ------------------------------------------------------------------
 
@@ -200,6 +211,8 @@ class ImapBox:
         except Exception as error:
             raise self._drop(error) from None
         self._validity = int(selected[b"UIDVALIDITY"])
+        if self._validity != self._pending_validity:
+            self._pending, self._pending_validity = [], self._validity
         return self._validity
 
     def _server_names(self) -> tuple[str, str]:
@@ -226,6 +239,24 @@ class ImapBox:
                 self._call(f"subscribe {target!r}", lambda c: c.subscribe_folder(target))
             self._target_ready = True
         return target
+
+    def _move_pending(self) -> None:
+        """One MOVE (or COPY, STORE, UID EXPUNGE) for every message processed since the last."""
+        if not self._pending:
+            return
+        if self._select(keep=True) != self._pending_validity:
+            self._pending = []  # the folder was recreated: those UIDs name nothing of ours
+            return
+        target, uids = self._target(), uid_set(self._pending)
+        assert self._client is not None
+        if self._client.has_capability("MOVE"):
+            self._call(f"move to {target!r}", lambda c: c.move(uids, target))
+        else:
+            self._call(f"copy to {target!r}", lambda c: c.copy(uids, target))
+            self._call("flag \\Deleted", lambda c: c.add_flags(uids, [DELETED], silent=True))
+            if self._client.has_capability("UIDPLUS"):
+                self._call("expunge", lambda c: c.uid_expunge(uids))
+        self._pending = []
 
     def _sizes(self, uids: list[int]) -> dict[int, int]:
         found = self._call("fetch sizes", lambda c: c.fetch(uids, [b"RFC822.SIZE"]))
@@ -309,6 +340,19 @@ def batches(
         total += size
     if batch:
         yield batch
+
+
+def uid_set(uids: list[int]) -> list[str]:
+    """UIDs as IMAP ranges ("4:9", "12"): one short command line however many there are."""
+    ranges: list[str] = []
+    ordered = sorted(set(uids))
+    start = 0
+    for index in range(1, len(ordered) + 1):
+        if index == len(ordered) or ordered[index] != ordered[index - 1] + 1:
+            first, last = ordered[start], ordered[index - 1]
+            ranges.append(str(first) if first == last else f"{first}:{last}")
+            start = index
+    return ranges
 
 
 def server_folder(name: str, prefix: str, separator: str) -> str:
