@@ -231,6 +231,23 @@ def test_a_dropped_connection_is_unavailable_and_the_next_call_connects_again(
     box.close()
 
 
+def test_moves_cut_off_by_a_dropped_connection_are_made_on_the_next_call(dovecot, account) -> None:
+    account.append(message(1), message(2))
+    box = ImapBox(**account.box_options())
+    first = next(iter(box.read(None)))
+    box.processed(first.key)  # waits to be moved with its batch
+    kick = ["doveadm", "-c", str(dovecot.folder / "dovecot.conf"), "kick", account.user]
+    subprocess.run(kick, check=True, capture_output=True, timeout=30)
+
+    with pytest.raises(MailboxUnavailable):
+        box.count()
+    assert box.count() == 1
+    box.close()
+
+    assert list(account.messages("rebook/processed").values()) == [message(1)]
+    assert list(account.messages().values()) == [message(2)]
+
+
 @pytest.mark.parametrize("security", ["tls", "starttls"])
 def test_imap_over_tls_checks_the_certificate_against_the_ca_file(
     dovecot, account, security

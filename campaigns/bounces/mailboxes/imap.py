@@ -29,23 +29,21 @@ the folder, acted on and behind the position, so never acted on again.
 
 from __future__ import annotations
 
-import re
-import socket
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from imapclient import DELETED, IMAPClient
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from campaigns.bounces.mailboxes.base import (
     MAX_MESSAGE,
     Incoming,
     MailboxError,
     MailboxRefused,
-    MailboxUnavailable,
 )
+from campaigns.bounces.mailboxes.imap_errors import failure, refusal, said
 
 BATCH_BYTES = 4 * 1024 * 1024  # messages fetched per round trip, by their size
 BATCH_COUNT = 500  # and by their number: a list of 500 UIDs is a line under 8 KiB (RFC 7162)
@@ -146,12 +144,15 @@ class ImapBox:
             if self._client is not None:
                 self._move_pending()
         finally:
-            client, self._client = self._client, None
-            if client is not None:
-                try:
-                    client.logout()
-                except (IMAPClientError, OSError):
-                    client.shutdown()
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.logout()
+            except (IMAPClientError, OSError):
+                client.shutdown()
 
     # -- the connection ------------------------------------------------------------------
 
@@ -204,9 +205,9 @@ class ImapBox:
         except IMAPClientAbortError as error:
             raise self._drop(error) from None
         except IMAPClientError as error:
-            self.close()  # of no use until the owner names a folder that is there
+            self._disconnect()  # of no use until the owner names a folder that is there
             raise MailboxRefused(
-                f"{self._where()}: cannot open the folder {folder!r}: {_said(error)}"
+                f"{self._where()}: cannot open the folder {folder!r}: {said(error)}"
             ) from None
         except Exception as error:
             raise self._drop(error) from None
@@ -231,11 +232,9 @@ class ImapBox:
             if not self._call("list", lambda c: c.folder_exists(target)):
                 try:
                     self._call(f"create {target!r}", lambda c: c.create_folder(target))
-                except MailboxUnavailable:
-                    raise
-                except MailboxError as error:
+                except MailboxError:
                     if not self._call("list", lambda c: c.folder_exists(target)):
-                        raise error from None  # not a race with another rebook
+                        raise  # not made meanwhile by another rebook
                 self._call(f"subscribe {target!r}", lambda c: c.subscribe_folder(target))
             self._target_ready = True
         return target
@@ -244,10 +243,11 @@ class ImapBox:
         """One MOVE (or COPY, STORE, UID EXPUNGE) for every message processed since the last."""
         if not self._pending:
             return
+        target = self._target()
         if self._select(keep=True) != self._pending_validity:
             self._pending = []  # the folder was recreated: those UIDs name nothing of ours
             return
-        target, uids = self._target(), uid_set(self._pending)
+        uids = uid_set(self._pending)
         assert self._client is not None
         if self._client.has_capability("MOVE"):
             self._call(f"move to {target!r}", lambda c: c.move(uids, target))
@@ -273,16 +273,14 @@ class ImapBox:
     def _call(self, what: str, command: Callable[[IMAPClient], T]) -> T:
         """Run one command; a refusal names it, a lost connection is dropped for the next call."""
         if self._client is None:
-            self._client = self._connect()
+            self._select()  # connected again: the folder selected, as every command expects
+        assert self._client is not None
         try:
             return command(self._client)
         except IMAPClientAbortError as error:
             raise self._drop(error) from None
         except IMAPClientError as error:
-            said = _said(error)
-            refused = re.search(r"NOPERM|TRYCREATE|NONEXISTENT", said)
-            kind = MailboxRefused if refused else MailboxUnavailable
-            raise kind(f"{self._where()}: {what} was refused: {said}") from None
+            raise refusal(what, error, where=self._where()) from None
         except Exception as error:
             raise self._drop(error) from None
 
@@ -293,30 +291,10 @@ class ImapBox:
         return self._failure(error)
 
     def _failure(self, error: Exception) -> MailboxError:
-        where = self._where()
-        if (problem := _certificate_problem(error)) is not None:
-            trusted = f"the CA in {self.ca_file}" if self.ca_file else "the system's CAs"
-            return MailboxRefused(
-                f"{where}: the server's TLS certificate was refused: {problem} (checked "
-                f"against {trusted}; is {self.host!r} the name on the certificate?)"
-            )
-        if isinstance(error, ssl.SSLError):
-            return MailboxRefused(
-                f"{where}: the TLS handshake failed: {error.reason or error} (security "
-                f'"{self.security}": "tls" is for the TLS port, usually 993, "starttls" '
-                "for the plain one, 143)"
-            )
-        if isinstance(error, LoginError):
-            return MailboxRefused(f"{where}: the login was refused: {_said(error)}")
-        if isinstance(error, socket.gaierror):
-            return MailboxUnavailable(f"{where}: cannot find the host: {error.strerror}")
-        if isinstance(error, TimeoutError):
-            return MailboxUnavailable(f"{where}: no answer within {self.timeout:g} s")
-        if isinstance(error, OSError):
-            return MailboxUnavailable(f"{where}: cannot connect: {error.strerror or error}")
-        if isinstance(error, IMAPClientAbortError):
-            return MailboxUnavailable(f"{where}: the connection was lost: {_said(error)}")
-        return MailboxUnavailable(f"{where}: {type(error).__name__}: {_said(error)}")
+        return failure(
+            error, where=self._where(), host=self.host, security=self.security,
+            ca_file=self.ca_file, timeout=self.timeout,
+        )  # fmt: skip
 
 
 def batches(
@@ -379,19 +357,3 @@ def _personal_namespace(client: IMAPClient) -> tuple[str, str]:
 
 def _uid(text: str) -> int:
     return int(text) if text.isdigit() else 0
-
-
-def _said(error: BaseException) -> str:
-    """The server's words from an imaplib/imapclient error, without Python's b'…' around them."""
-    text = str(error)
-    text = re.sub(r"\[?b(['\"])(.*?)\1\]?", r"\2", text)
-    return re.sub(r"^(\w+ (failed|command error): |command: \w+ => )", "", text).strip()
-
-
-def _certificate_problem(error: BaseException) -> str | None:
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return seen.verify_message or seen.reason or str(seen)
-        seen = seen.__cause__ or seen.__context__
-    return None
