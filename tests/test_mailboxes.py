@@ -12,6 +12,7 @@ from __future__ import annotations
 import mailbox
 import os
 import subprocess
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -246,6 +247,22 @@ def test_moves_cut_off_by_a_dropped_connection_are_made_on_the_next_call(dovecot
 
     assert list(account.messages("rebook/processed").values()) == [message(1)]
     assert list(account.messages().values()) == [message(2)]
+
+
+def test_wait_returns_as_soon_as_new_mail_arrives(account) -> None:
+    box = ImapBox(**account.box_options())
+    assert box.wait(0.3) is False  # nothing came
+    later = threading.Timer(0.5, account.append, [message(1)])
+
+    started = time.monotonic()
+    later.start()
+    arrived = box.wait(20)
+    waited = time.monotonic() - started
+    later.join()
+
+    assert arrived and waited < 10
+    assert subject_numbers(box.read(None)) == [1]  # the connection is usable after IDLE
+    box.close()
 
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])

@@ -48,6 +48,7 @@ from campaigns.bounces.mailboxes.imap_errors import failure, refusal, said
 BATCH_BYTES = 4 * 1024 * 1024  # messages fetched per round trip, by their size
 BATCH_COUNT = 500  # and by their number: a list of 500 UIDs is a line under 8 KiB (RFC 7162)
 SIZES_AT_ONCE = 500  # UIDs whose sizes one FETCH asks
+IDLE_AT_MOST = 29 * 60  # seconds: servers may end an IDLE after 30 minutes (RFC 2177)
 
 Security = Literal["tls", "starttls", "none"]
 T = TypeVar("T")
@@ -60,7 +61,7 @@ class ImapBox:
     server's own separator and personal prefix ("rebook/processed" becomes
     "INBOX.rebook.processed" on a Courier-style server). The connection is
     made at the first call and kept; after any trouble it is dropped, and
-    the next call connects again.
+    the next call connects again. One box serves one thread at a time.
     """
 
     def __init__(
@@ -131,6 +132,30 @@ class ImapBox:
             last = _uid(position.partition(":")[2])
         found = self._call("search", lambda c: c.search(["UID", f"{last + 1}:*", "UNDELETED"]))
         return sum(1 for uid in found if uid > last)
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for new mail (IMAP IDLE, RFC 2177); True once some arrives.
+
+        False when the time is up, and at once on a server without IDLE (the
+        caller then reads on its own schedule). A wait is cut to 29 minutes,
+        as RFC 2177 asks: servers may drop an IDLE that lasts longer.
+        """
+        self._move_pending()
+        self._select()
+        assert self._client is not None
+        if not self._client.has_capability("IDLE"):
+            return False
+
+        def idle(client: IMAPClient) -> list:
+            client.idle()
+            try:
+                return client.idle_check(timeout=min(seconds, IDLE_AT_MOST))
+            finally:
+                client.idle_done()
+                client.socket().settimeout(self.timeout)  # idle_check leaves it with none
+
+        answers = self._call("idle", idle)
+        return any(len(answer) > 1 and answer[1] == b"EXISTS" for answer in answers)
 
     def __enter__(self) -> ImapBox:
         return self
