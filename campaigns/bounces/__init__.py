@@ -1,1 +1,1 @@
-"""What comes back to the bounce address: DSNs, ARF complaints, auto-replies, unsubscribes."""
+"""What comes back: bounces, complaints and mailed unsubscribes, read, classified and acted on."""
