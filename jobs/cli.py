@@ -6,6 +6,7 @@ A ``UserError`` from anywhere is printed as one message, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import sys
 from datetime import date
 from pathlib import Path
@@ -291,4 +292,26 @@ def main() -> None:
     except (StorageError, DatabaseUnavailable) as problem:  # the machine's trouble: exit 1
         console.error(str(problem))
         code = EXIT_FAILED
+    except BrokenPipeError:  # rebook status | head: the reader had enough
+        _quiet_stdout()
+        code = EXIT_OK
+    except OSError as error:
+        if error.filename is not None or error.errno not in _OUTPUT_FULL:
+            raise
+        _quiet_stdout()  # rebook report > /dev/full: say it on stderr, once
+        console.error(f"cannot write the output: {error.strerror or error}")
+        code = EXIT_FAILED
     sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+# Errors of a write with no file name: standard output (a file's own names it), full or failing.
+_OUTPUT_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _quiet_stdout() -> None:
+    """Stop Python from flushing a broken standard output again at exit (and complaining)."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

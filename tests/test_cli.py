@@ -206,3 +206,18 @@ def test_init_never_writes_through_a_dangling_link(tmp_path):
     result = run_rebook("init", "demo", cwd=tmp_path)
     assert result.code == 2 and "config.toml: already exists" in result.err
     assert not (tmp_path / "elsewhere.toml").exists()
+
+
+def test_a_full_standard_output_is_one_line_and_exit_1(sqlite_clinic):
+    import os
+    import subprocess
+
+    from .conftest import REBOOK
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("REBOOK_")}
+    with open("/dev/full", "w") as full:
+        for command in (["status"], ["report", "--html", "-"], ["plan", "--json"]):
+            done = subprocess.run([str(REBOOK), *command], cwd=sqlite_clinic.folder, stdout=full,
+                                  stderr=subprocess.PIPE, text=True, env=environment)  # fmt: skip
+            assert done.returncode == 1, done.stderr
+            assert done.stderr == "error: cannot write the output: No space left on device\n"
