@@ -350,6 +350,9 @@ def test_a_secret_written_in_the_file_is_refused_and_never_echoed(
     [
         ('[smtp]\nhost = ""\n', "smtp.host"),
         ('[smtp]\nhost = "relay example"\n', "smtp.host"),
+        ('[smtp]\nhost = "127.0.0.1:2525"\n', "smtp.host"),
+        ('[smtp]\nhost = "smtp://relay.example"\n', "smtp.host"),
+        ('[smtp]\nhost = "[::1]"\n', "smtp.host"),
         ('[smtp]\nusername = ""\n', "smtp.username"),
         ('maildir = ""\n', "mail.maildir"),  # appended to [mail]
         ('templates = " "\n', "templates"),

@@ -179,9 +179,16 @@ def _text(value: str) -> str:
 
 
 def _host(value: str) -> str:
+    """A name or an address, as a socket takes it: no scheme, no port, no brackets."""
     value = _text(value)
     if _CONTROL_OR_SPACE.search(value):
         raise ValueError(f"expected a host name or address like 'smtp.example.net', got {value!r}")
+    if "://" in value or "/" in value:
+        raise ValueError(f"expected the host alone, like 'smtp.example.net', not a URL: {value!r}")
+    if value.startswith("[") or value.endswith("]"):
+        raise ValueError(f"write an IPv6 address without brackets ('::1'), got {value!r}")
+    if value.count(":") == 1:  # one colon: a port; an IPv6 address has two or more
+        raise ValueError(f"expected the host alone, got {value!r}: put the port in the port key")
     return value
 
 

@@ -64,7 +64,8 @@ def open_database(config: Database, *, upgrade: bool = True) -> Engine:
 # down: a name, a role or a password that is wrong, a host that does not exist.
 _MISTAKES = ("does not exist", "authentication failed", "no pg_hba.conf entry",
              "name or service not known", "nodename nor servname", "invalid dsn",
-             "invalid connection option", "password")  # fmt: skip
+             "invalid connection option", "invalid sslmode", "invalid integer value",
+             "invalid value", "password")  # fmt: skip
 
 
 def unavailable(error: BaseException, url: URL) -> DatabaseUnavailable | None:
