@@ -14,8 +14,9 @@ from jobs.app import EXIT_FAILED, EXIT_OK, App, pass_app
     "--smtp", "smtp_login", is_flag=True, help="Also connect and log in to the SMTP server."
 )
 @click.option("--sync", "reach_cliniko", is_flag=True, help="Also make one call to Cliniko's API.")
+@click.option("--bounces", "reach_mailbox", is_flag=True, help="Also log in to the bounce mailbox.")
 @pass_app
-def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
+def check(app: App, smtp_login: bool, reach_cliniko: bool, reach_mailbox: bool) -> int:
     """Validate the config, every segment and every template; exit 0 when all is well, 2 when not.
 
     Each campaign is rendered for a made-up client, also without the last or
@@ -27,7 +28,9 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
     With --smtp, each step to the relay is taken in turn (connect, TLS,
     STARTTLS and AUTH offered, login) and the first that fails is named,
     exit 1. With --sync, one call to Cliniko's API names the account
-    reached; a refused key exits 2. [web] listen is bound for a moment: an
+    reached; a refused key exits 2. With --bounces, the bounce mailbox is
+    opened (logged in to) and what waits in it counted; exit 1 when it cannot
+    be. [web] listen is bound for a moment: an
     address this machine cannot listen on exits 2; one in use (by rebook run
     already?) is a warning.
 
@@ -78,6 +81,8 @@ def check(app: App, smtp_login: bool, reach_cliniko: bool) -> int:
     code = _check_smtp(settings) if smtp_login else EXIT_OK
     if reach_cliniko:
         code = max(code, _check_cliniko(app))
+    if reach_mailbox:
+        code = max(code, _check_mailbox(app))
     return code
 
 
@@ -130,4 +135,19 @@ def _check_smtp(settings) -> int:
     except RelayProblem as problem:
         console.error(str(problem))
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def _check_mailbox(app: App) -> int:
+    from campaigns.bounces.mailboxes import MailboxError
+    from campaigns.bounces.reading import mailbox_of, waiting
+
+    try:
+        with mailbox_of(app.settings) as mailbox:
+            new, total = waiting(app.engine, app.settings, mailbox)
+    except MailboxError as error:
+        console.error(str(error))
+        return EXIT_FAILED
+    where = app.settings.bounces.reads
+    click.echo(f"bounces: the {where} mailbox holds {total} message(s), {new} not read yet")
     return EXIT_OK

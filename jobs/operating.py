@@ -34,6 +34,7 @@ def status(app: App, as_json: bool) -> int:
       rebook status
       rebook status --json
     """
+    from campaigns.bounces.health import warnings
     from campaigns.planning import status as campaign_status
     from campaigns.store.presence import services
 
@@ -41,11 +42,13 @@ def status(app: App, as_json: bool) -> int:
     with app.engine.connect() as connection:
         report = campaign_status(connection, app.settings, app.now())
         seen = services(connection)
-    for problem in (c.problem for c in report.campaigns if c.problem):
+        sending = warnings(connection, report.now)
+    for problem in [*(c.problem for c in report.campaigns if c.problem), *sending]:
         console.warn(problem)
     if as_json:
         console.print_json(
-            _status_json(report, zone) | {"services": _services_json(seen, report.now, zone)}
+            _status_json(report, zone)
+            | {"services": _services_json(seen, report.now, zone), "warnings": sending}
         )
     else:
         click.echo(_services_line(seen, report.now, zone))

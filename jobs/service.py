@@ -36,6 +36,7 @@ from campaigns.errors import UserError
 from campaigns.store import presence as presence_of
 from jobs.logs import LOGGER, event
 from jobs.loops import Troubles, keep_going, sleep_until
+from jobs.returning import bounces_round, require_mailbox_password
 from jobs.running import Runs
 from jobs.syncing import cliniko_round, files_round, require_cliniko_key
 from jobs.systemd import notify
@@ -60,6 +61,7 @@ class Service:
         self.config_path, self.clock = config_path, clock
         self.settings: Settings = load_settings(config_path)
         require_cliniko_key(self.settings)
+        require_mailbox_password(self.settings)
         self.engine = None  # opened by serve(), which waits for a database that is down
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()  # something was queued or deferred: look again now
@@ -194,6 +196,7 @@ class Service:
             "sync": (self._files_round(), None),
             "cliniko": (cliniko_round(self.engine, lambda: self.settings, self.clock, self.wake),
                         None),
+            "bounces": (bounces_round(self.engine, lambda: self.settings, self.clock), None),
         }  # fmt: skip
         for name, (one_round, wake) in rounds.items():
             if name not in self.loops or self.loops[name].done():

@@ -9,6 +9,7 @@ list, the ``returns`` table and the next run are read back.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -31,7 +32,7 @@ def sent(clinic):
         _, engine = clinic_with(clinic, smtp.port)
         with_bounces(clinic, "soft_limit = 2\n")
         settings = load_settings(clinic.config)
-        run(engine, settings, "book")
+        run(engine, settings, "book", at=datetime.now(UTC))  # rebook bounces reads the clock
         received = {item.recipients[0]: item for item in smtp.handler.received}
     assert sorted(received) == PEOPLE
     clinic.received, clinic.ledger_engine = received, engine
@@ -139,7 +140,7 @@ def test_the_next_run_leaves_a_bounced_address_out(sent):
     item = sent.received["person0@example.com"]
     bounce(sent, "hard.eml", dsn(item.sender, "person0@example.com", "5.1.1", "550 no such user"))
     settings = load_settings(sent.config)
-    report = run(sent.ledger_engine, settings, "series")
+    report = run(sent.ledger_engine, settings, "series", at=datetime.now(UTC))
     assert report.left_out.get("unsubscribed or bounced") == 1
 
 
@@ -204,3 +205,19 @@ def test_report_gives_bounce_and_complaint_rates_beside_the_providers_line(sent)
     table = sent.rebook("report", env={"COLUMNS": "200"}).out
     assert "what came back later" in table and "33.33%" in table
     assert "Gmail and Yahoo want bulk senders under 0.3%" in table and "over it" in table
+
+
+def test_status_warns_of_complaints_and_of_a_domain_refusing_the_clinics_mail(sent):
+    item = sent.received["person2@example.com"]
+    bounce(sent, "arf.eml", arf("fbl@waso.example", item.data))
+    for number in range(5):  # five refusals for policy, by one receiving domain
+        refusal = dsn("bounces@waso.example", "person4@example.com", "5.7.1",
+                      f"550 5.7.1 [{number}] Message rejected: SPF check failed")  # fmt: skip
+        bounce(sent, f"policy{number}.eml", refusal)
+    status = sent.rebook("status", "--json")
+    warned = json.loads(status.out)["warnings"]
+    assert status.code == 0 and len(warned) == 2, warned
+    assert warned[0].startswith("spam complaints: 1 in the last 7 days, 33.33% of 3 message(s)")
+    assert warned[1].startswith("example.com refused 5 message(s) in the last 7 days")
+    assert "SPF check failed" in warned[1] and "SPF, DKIM and DMARC" in warned[1]
+    assert "warning: spam complaints" in sent.rebook("status").err

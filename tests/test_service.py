@@ -286,7 +286,6 @@ def age_presence(clinic: Clinic) -> None:
 def test_status_says_whether_the_service_is_up(clinic):
     import json
 
-
     with SmtpServer() as smtp:
         clinic_with(clinic, smtp.port)
         add_campaign(clinic, "tick", "every 1h")

@@ -82,3 +82,9 @@ def _position(engine: Engine, name: str) -> str | None:
             select(app_state.c.value).where(app_state.c.name == name)
         ).scalar()
     return value or None
+
+
+def waiting(engine: Engine, settings: Settings, mailbox) -> tuple[int, int]:
+    """(messages not read yet, messages in the mailbox): for ``rebook check --bounces``."""
+    name = f"bounces:{settings.bounces.reads}"
+    return mailbox.count(_position(engine, name)), mailbox.count(None)
