@@ -221,3 +221,62 @@ def test_status_warns_of_complaints_and_of_a_domain_refusing_the_clinics_mail(se
     assert warned[1].startswith("example.com refused 5 message(s) in the last 7 days")
     assert "SPF check failed" in warned[1] and "SPF, DKIM and DMARC" in warned[1]
     assert "warning: spam complaints" in sent.rebook("status").err
+
+
+@pytest.fixture(scope="module")
+def dovecot(tmp_path_factory):
+    from .dovecot import running_dovecot
+
+    with running_dovecot(tmp_path_factory.mktemp("dovecot")) as server:
+        yield server
+
+
+def imap_table(account) -> str:
+    return (f'\n[bounces.imap]\nhost = "{account.server.host}"\nport = {account.server.port}\n'
+            f'security = "none"\nuser = "{account.user}"\n')  # fmt: skip
+
+
+def test_the_imap_mailbox_moves_what_it_acted_on_and_leaves_the_rest_unread(sent, dovecot):
+    account = dovecot.add_user()
+    item = sent.received["person0@example.com"]
+    ours = dsn(item.sender, "person0@example.com", "5.1.1", "550 5.1.1 user unknown")
+    reply = mail("bounces@waso.example", "friend@example.org", "Lunch on Friday?")
+    account.append(ours, reply)
+    sent.config.write_text(sent.config.read_text() + imap_table(account))
+    password = {"REBOOK_BOUNCES__IMAP__PASSWORD": account.password}
+    wrong = sent.rebook("bounces", env={"REBOOK_BOUNCES__IMAP__PASSWORD": "not-it-x9"})
+    assert wrong.code == 1 and account.user in wrong.err and "not-it-x9" not in wrong.err
+    checked = sent.rebook("check", "--bounces", env=password)
+    assert "bounces: the imap mailbox holds 2 message(s), 2 not read yet" in checked.out
+    first = sent.rebook("bounces", env=password)
+    assert first.code == 0 and "2 message(s) read, 1 acted on" in first.out, first
+    assert suppressed(sent) == {"person0@example.com": "bounced"}
+    assert [b"\\Seen" in flags for flags in account.flags().values()] == [False]
+
+    def stored(folder: str = "INBOX") -> list[bytes]:  # IMAP hands lines back with CRLF
+        return [raw.replace(b"\r\n", b"\n") for raw in account.messages(folder).values()]
+
+    assert stored() == [reply.replace(b"\r\n", b"\n")]  # the person's reply, untouched
+    assert stored("rebook/processed") == [ours.replace(b"\r\n", b"\n")]
+    again = sent.rebook("bounces", env=password)  # a restart: the position was kept
+    assert again.code == 0 and "0 message(s) read" in again.out
+
+
+def test_rebook_run_reads_the_bounce_maildir_on_its_own(sent, tmp_path):
+    import mailbox
+
+    from .service import RunningService
+
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    sent.config.write_text(sent.config.read_text().replace(
+        "soft_limit = 2\n", f'soft_limit = 2\nevery = "1s"\nmaildir = "{tmp_path / "bounces"}"\n'
+    ))  # fmt: skip
+    item = sent.received["person2@example.com"]
+    with RunningService(sent.folder) as service:
+        service.wait_for("service started")
+        box.add(dsn(item.sender, "person2@example.com", "5.1.2", "550 5.1.2 domain not found"))
+        handled = service.wait_for("returned mail handled")
+        assert service.stop() == 0, service.log()
+    assert "kind=hard" in handled and "matched=verp" in handled
+    assert suppressed(sent) == {"person2@example.com": "bounced"}
+    assert len(box) == 0 and len(box.get_folder("processed")) == 1
