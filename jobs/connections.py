@@ -165,11 +165,14 @@ def guarded(guard: Guard) -> type[HttpToolsProtocol]:
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
+            if not self._headers_done:  # counted before parsing: one write may hold them all
+                end = data.find(b"\r\n\r\n")
+                if self._head + (len(data) if end < 0 else end) > MOST_HEAD:
+                    self._cut(TOO_LONG, "too long")
+                    return
             super().data_received(data)
             if not self._headers_done:  # this chunk did not finish them: count it
                 self._head += len(data)
-                if self._head > MOST_HEAD:
-                    self._cut(TOO_LONG, "too long")
 
         def on_message_begin(self) -> None:
             super().on_message_begin()

@@ -173,6 +173,12 @@ def test_headers_longer_than_any_request_of_ours_are_refused_with_431():
                 sock.sendall(b"X-Pad: " + b"a" * 1000 + b"\r\n")
         _, said = closed_after(sock)
     assert said.startswith(b"HTTP/1.1 431 ") and app.disconnects == 0
+    for size in (20_000, 60_000):  # the same in one write: parsed whole before it was counted
+        with app_with_limits() as (app, _, port), connect(port) as sock:
+            with contextlib.suppress(OSError):
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * size + b"\r\n\r\n")
+            _, said = closed_after(sock)
+        assert said.startswith(b"HTTP/1.1 431 ") and app.disconnects == 0, said[:40]
     with app_with_limits() as (_, _, port), connect(port) as sock:  # a big body is no header
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 40000\r\n\r\n" + b"a" * 40000)
         assert answer(sock).endswith(b"\r\n\r\n40000")
