@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -185,3 +186,33 @@ async def sleep_until(seconds: float, stop: asyncio.Event, wake: asyncio.Event |
             waiter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def in_daemon_thread(function, *args):
+    """``asyncio.to_thread``, in a thread that does not hold up the process's exit.
+
+    For work that is all or nothing, such as an import in one transaction: a
+    second Ctrl-C may then stop the process at once, and the transaction
+    never committed is simply not there. (The executor's threads are waited
+    for at exit, however long they take.)
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(outcome, error) -> None:
+        if not future.done():
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(outcome)
+
+    def work() -> None:
+        try:
+            outcome, error = function(*args), None
+        except BaseException as raised:  # handed to the awaiting task, whatever it is
+            outcome, error = None, raised
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, outcome, error)
+
+    threading.Thread(target=work, name=getattr(function, "__name__", "work"), daemon=True).start()
+    return await future

@@ -70,6 +70,7 @@ class Service:
         self.runs = Runs(None, lambda: self.settings, clock, self.troubles)  # engine: serve()
         self.loops: dict[str, asyncio.Task] = {}
         self.importing = False  # a round of the [sync] files is under way
+        self.abandoned = False  # a second stop signal left that round behind
         self.scheduler = None
         self.web = None  # the endpoint's server, when this worker serves it
 
@@ -103,8 +104,9 @@ class Service:
             self.web.should_exit = True
             await serving
         self.scheduler.shutdown(wait=False)
-        await asyncio.to_thread(self._withdraw)
-        self.engine.dispose()
+        if not self.abandoned:  # else the import's write lock would keep us until it commits
+            await asyncio.to_thread(self._withdraw)
+            self.engine.dispose()
         event(log, "stopped")
         return 0
 
@@ -138,6 +140,12 @@ class Service:
         if self.stop.is_set():  # the second one: stop at once
             event(log, "stopping now", level=logging.WARNING)
             self.runs.cancel_all()
+            if self.importing and "sync" in self.loops:  # all or nothing: most likely nothing
+                event(log, "the import of [sync] files under way is abandoned: it is written "
+                      "whole or not at all; the next sync reads the files again",
+                      level=logging.WARNING)  # fmt: skip
+                self.abandoned = True
+                self.loops["sync"].cancel()
             return
         self.stop.set()
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from campaigns.errors import RebookError
 from jobs.logs import LOGGER, event
-from jobs.loops import RetryLater, Round
+from jobs.loops import RetryLater, Round, in_daemon_thread
 
 log = logging.getLogger(LOGGER)
 
@@ -34,7 +34,7 @@ def files_round(engine, settings: Callable, clock: Callable[[], datetime],
         sync = settings().sync
         if sync is None or (sync.clients is None and sync.visits is None):
             return None
-        results = await asyncio.to_thread(sync_files, engine, settings(), clock())
+        results = await in_daemon_thread(sync_files, engine, settings(), clock())
         said = {result.outcome for result in results}
         for result in results:
             if result.outcome == "waiting" and "still incomplete" in said:
