@@ -53,7 +53,7 @@ def read_csv(path: Path, kind: Kind, progress: Progress | None) -> Iterator[tupl
             end, last = reader.line_num, None
             for number, values in enumerate(reader):
                 start, end = end + 1, reader.line_num  # a quoted cell may span lines
-                if values:  # blank lines are skipped; cells past the header are ignored
+                if values:  # blank lines are skipped
                     if last is not None:
                         yield _record(header, width, *last)
                     last = (start, values, lines.take())
@@ -107,6 +107,11 @@ def _record(header: list[str], width: int, start: int, values: list[str], _lines
         problem = (
             f"{len(values)} cell(s) where the header has {width} column(s): "
             "a cell or a comma is missing, so the cells may be in the wrong columns"
+        )
+    elif any(cell.strip() for cell in values[len(header) :]):  # trailing empty cells are fine
+        problem = (
+            f"{len(values)} cells where the header has {len(header)} column(s): a comma inside "
+            "a value that is not in quotes? The cells may be in the wrong columns"
         )
     return start, dict(zip(header, map(str.strip, values), strict=False)), problem
 
