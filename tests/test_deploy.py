@@ -127,6 +127,10 @@ def test_every_variable_the_env_template_names_is_one_rebook_accepts(sqlite_clin
     if "REBOOK_SYNC__CLINIKO__API_KEY" in env:  # like the DKIM key, it needs its table
         config = sqlite_clinic.config
         config.write_text(config.read_text() + "[sync.cliniko]\n")
+    if "REBOOK_BOUNCES__IMAP__PASSWORD" in env:  # the same: its mailbox's table
+        config = sqlite_clinic.config
+        config.write_text(config.read_text() + '[bounces]\naddress = "bounces@waso.example"\n'
+                          '[bounces.imap]\nhost = "imap.waso.example"\nuser = "bounces"\n')  # fmt: skip
     result = sqlite_clinic.rebook("check", env=env)
     assert result.code == 0, result.err
 
